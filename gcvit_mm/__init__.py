@@ -1,0 +1,10 @@
+"""gcvit_mm: the GC ViT backbone for MMDetection 3.x and MMSegmentation 1.x.
+
+Importing the package registers ``GCViT`` in mmengine's root MODELS registry
+(visible from the mmdet and mmseg scopes) and lets mmengine resume its own
+checkpoints under torch's safe loading.
+"""
+from .version import __version__, version_info
+from .models import GCViT  # noqa: F401  (registers the backbone)
+
+__all__ = ['__version__', 'version_info', 'GCViT']

@@ -1,0 +1,165 @@
+"""GC ViT transformer block and stage."""
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks import DropPath
+
+from .reduce_size import ReduceSize
+from .token_generator import GlobalTokenGenerator
+from .window_attention import WindowAttention, window_partition, window_reverse
+
+
+class Mlp(nn.Sequential):
+    """Linear -> GELU -> dropout -> Linear -> dropout, on (..., C)."""
+
+    def __init__(self, embed_dims: int, hidden_dims: int,
+                 drop: float = 0.) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dims, hidden_dims)
+        self.act = nn.GELU()
+        self.drop1 = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden_dims, embed_dims)
+        self.drop2 = nn.Dropout(drop)
+
+
+class GCViTBlock(nn.Module):
+    """Pre-norm window-attention block with optional layer scale.
+
+    x = x + drop_path(gamma1 * attn(norm1(x)));
+    x = x + drop_path(gamma2 * mlp(norm2(x))).
+
+    Maps of any size: the normed map is zero-padded right/bottom to a
+    multiple of the window and cropped back after attention, as the paper's
+    dense code does (padded tokens take part as keys, unmasked).
+
+    Args:
+        embed_dims (int): Channels C.
+        num_heads (int): Attention heads.
+        window_size (int): Window w.
+        use_global (bool): Queries from global tokens (odd blocks).
+        mlp_ratio (float): MLP hidden width / C.
+        layer_scale (float, optional): Initial gamma; None disables it.
+        qkv_bias (bool): Bias in the q/k/v projection.
+        drop (float): Dropout after projections.
+        attn_drop (float): Dropout on attention weights.
+        drop_path (float): Stochastic depth rate.
+        use_sdpa (bool): Use PyTorch's fused attention.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 window_size: int,
+                 use_global: bool,
+                 mlp_ratio: float = 3.,
+                 layer_scale: Optional[float] = None,
+                 qkv_bias: bool = True,
+                 drop: float = 0.,
+                 attn_drop: float = 0.,
+                 drop_path: float = 0.,
+                 use_sdpa: bool = True) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.use_global = use_global
+        self.norm1 = nn.LayerNorm(embed_dims)
+        self.attn = WindowAttention(embed_dims, num_heads, window_size,
+                                    use_global, qkv_bias, attn_drop, drop,
+                                    use_sdpa)
+        self.norm2 = nn.LayerNorm(embed_dims)
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        if layer_scale is not None:
+            self.gamma1 = nn.Parameter(layer_scale * torch.ones(embed_dims))
+            self.gamma2 = nn.Parameter(layer_scale * torch.ones(embed_dims))
+        else:
+            self.gamma1 = self.gamma2 = None
+
+    def _attention(self, x: torch.Tensor,
+                   global_tokens: Optional[torch.Tensor]) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C), windows padded and cropped back."""
+        B, H, W, C = x.shape
+        w = self.window_size
+        pad_b, pad_r = -H % w, -W % w
+        if pad_b or pad_r:
+            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+        Hp, Wp = H + pad_b, W + pad_r
+        windows = self.attn(window_partition(x, w), global_tokens)
+        x = window_reverse(windows, w, (Hp, Wp))
+        if pad_b or pad_r:
+            x = x[:, :H, :W, :]
+        return x
+
+    def forward(self,
+                x: torch.Tensor,
+                global_tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C); global_tokens (B, w*w, C)."""
+        y = self._attention(self.norm1(x), global_tokens)
+        if self.gamma1 is not None:
+            y = self.gamma1 * y
+        x = x + self.drop_path(y)
+        y = self.mlp(self.norm2(x))
+        if self.gamma2 is not None:
+            y = self.gamma2 * y
+        return x + self.drop_path(y)
+
+
+class GCViTStage(nn.Module):
+    """Optional down-sampler, a global token generator, then blocks that
+    alternate local (even) and global (odd) attention.
+
+    Args:
+        in_channels (int): Channels entering the stage.
+        depth (int): Number of blocks.
+        num_heads (int): Attention heads.
+        window_size (int): Window w.
+        generator_layout (tuple[int, int]): (num_blocks, num_pools) of the
+            global token generator.
+        downsample (bool): Start with a stride-2 ReduceSize (C -> 2C).
+        drop_paths (Sequence[float]): Stochastic depth rate of each block.
+        with_cp (bool): Gradient-checkpoint each block.
+        **block_kwargs: Passed to :class:`GCViTBlock`.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 depth: int,
+                 num_heads: int,
+                 window_size: int,
+                 generator_layout: Sequence[int],
+                 downsample: bool,
+                 drop_paths: Sequence[float],
+                 with_cp: bool = False,
+                 **block_kwargs) -> None:
+        super().__init__()
+        self.downsample = ReduceSize(in_channels) if downsample else None
+        channels = 2 * in_channels if downsample else in_channels
+        self.out_channels = channels
+        self.with_cp = with_cp
+        self.token_generator = GlobalTokenGenerator(channels, window_size,
+                                                    *generator_layout)
+        self.blocks = nn.ModuleList(
+            GCViTBlock(
+                channels,
+                num_heads,
+                window_size,
+                use_global=i % 2 == 1,
+                drop_path=drop_paths[i],
+                **block_kwargs) for i in range(depth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H, W) -> (B, C, H', W'); H' = ceil(H/2) if downsample."""
+        if self.downsample is not None:
+            x = self.downsample(x)
+        global_tokens = self.token_generator(x)
+        x = x.permute(0, 2, 3, 1)
+        for block in self.blocks:
+            tokens = global_tokens if block.use_global else None
+            if self.with_cp and torch.is_grad_enabled():
+                x = cp.checkpoint(block, x, tokens, use_reentrant=False)
+            else:
+                x = block(x, tokens)
+        return x.permute(0, 3, 1, 2).contiguous()
+

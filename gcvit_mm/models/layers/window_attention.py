@@ -1,0 +1,142 @@
+"""Window attention with relative position bias, local (q, k, v from the
+window) or global (q from the stage's global tokens, k, v from the window)."""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
+    """(B, H, W, C), H and W multiples of w -> (B * nW, w*w, C), image-major."""
+    B, H, W, C = x.shape
+    w = window_size
+    x = x.view(B, H // w, w, W // w, w, C).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, w * w, C)
+
+
+def window_reverse(windows: torch.Tensor, window_size: int,
+                   hw: Tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: (B * nW, w*w, C) -> (B, H, W, C)."""
+    H, W = hw
+    w = window_size
+    C = windows.shape[-1]
+    x = windows.view(-1, H // w, W // w, w, w, C).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, H, W, C)
+
+
+def relative_position_index(window_size: int) -> torch.Tensor:
+    """(w*w, w*w) index into a ((2w-1)^2, heads) bias table, Swin's layout."""
+    coords = torch.stack(
+        torch.meshgrid(
+            torch.arange(window_size), torch.arange(window_size),
+            indexing='ij')).flatten(1)  # (2, N)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
+    rel = rel + (window_size - 1)
+    return rel[..., 0] * (2 * window_size - 1) + rel[..., 1]
+
+
+class WindowAttention(nn.Module):
+    """Multi-head attention inside w x w windows.
+
+    A local block projects q, k, v from the window (``qkv``: C -> 3C). A
+    global block projects only k, v (``kv``: C -> 2C); its queries are the
+    global tokens of the window's own image.
+
+    Args:
+        embed_dims (int): Channels C.
+        num_heads (int): Attention heads.
+        window_size (int): Window w; N = w*w tokens per window.
+        use_global (bool): Global block (queries from global tokens).
+        qkv_bias (bool): Bias in the q/k/v projection.
+        attn_drop (float): Dropout on attention weights.
+        proj_drop (float): Dropout after the output projection.
+        use_sdpa (bool): Use ``F.scaled_dot_product_attention``; False keeps
+            the plain softmax(q k^T + bias) v reference path.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 window_size: int,
+                 use_global: bool,
+                 qkv_bias: bool = True,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.,
+                 use_sdpa: bool = True) -> None:
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims {embed_dims} is not divisible by '
+                             f'num_heads {num_heads}')
+        self.num_heads = num_heads
+        self.head_dims = embed_dims // num_heads
+        self.scale = self.head_dims**-0.5
+        self.window_size = window_size
+        self.use_global = use_global
+        self.use_sdpa = use_sdpa
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window_size - 1)**2, num_heads))
+        # Derived from window_size: not saved, so checkpoints stay
+        # window-agnostic and the table can be resized on load.
+        self.register_buffer(
+            'relative_position_index',
+            relative_position_index(window_size),
+            persistent=False)
+        if use_global:
+            self.kv = nn.Linear(embed_dims, 2 * embed_dims, bias=qkv_bias)
+        else:
+            self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def relative_position_bias(self) -> torch.Tensor:
+        """(heads, N, N) additive bias, gathered once per call."""
+        N = self.window_size**2
+        bias = self.relative_position_bias_table[
+            self.relative_position_index.view(-1)]
+        return bias.view(N, N, -1).permute(2, 0, 1)
+
+    def _split_heads(self, x: torch.Tensor, parts: int) -> torch.Tensor:
+        """(B_, N, parts*C) -> (parts, B_, heads, N, head_dims)."""
+        B_, N, _ = x.shape
+        x = x.view(B_, N, parts, self.num_heads, self.head_dims)
+        return x.permute(2, 0, 3, 1, 4)
+
+    def forward(self,
+                x: torch.Tensor,
+                global_tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Attend within windows.
+
+        Args:
+            x: (B * nW, N, C) windows, image-major (all windows of image 0
+                first).
+            global_tokens: (B, N, C), required when ``use_global``.
+
+        Returns:
+            (B * nW, N, C).
+        """
+        B_, N, C = x.shape
+        if self.use_global:
+            if global_tokens is None:
+                raise ValueError('a global attention block needs global_tokens')
+            k, v = self._split_heads(self.kv(x), 2).unbind(0)
+            B = global_tokens.shape[0]
+            q = global_tokens.view(B, 1, N, self.num_heads, self.head_dims)
+            # Window k of image b attends with image b's tokens.
+            q = q.permute(0, 1, 3, 2, 4).expand(B, B_ // B, -1, -1, -1)
+            q = q.reshape(B_, self.num_heads, N, self.head_dims)
+        else:
+            q, k, v = self._split_heads(self.qkv(x), 3).unbind(0)
+
+        bias = self.relative_position_bias().to(q.dtype)
+        attn_drop = self.attn_drop if self.training else 0.
+        if self.use_sdpa:
+            x = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, dropout_p=attn_drop)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1) + bias
+            attn = F.dropout(attn.softmax(dim=-1), attn_drop)
+            x = attn @ v
+        x = x.transpose(1, 2).reshape(B_, N, C)
+        return self.proj_drop(self.proj(x))

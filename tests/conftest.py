@@ -1,0 +1,30 @@
+"""Shared helpers for the gcvit_mm test suite (CPU, small models)."""
+import pytest
+import torch
+
+# A 4-stage GC ViT small enough for fast CPU tests; layer scale on, so the
+# gamma parameters are exercised too.
+SMALL_ARCH = dict(dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8),
+                  mlp_ratio=2., layer_scale=0.5)
+
+
+def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every parameter non-trivial values (LayerNorm weights near 1), so
+    that a wrong key mapping or a skipped path shows in the outputs."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn(param.shape, generator=gen)
+            if name.endswith('gamma1') or name.endswith('gamma2') or (
+                    param.dim() == 1 and 'norm' in name
+                    and name.endswith('weight')):
+                param.copy_(1 + 0.2 * noise)
+            else:
+                param.copy_(0.1 * noise)
+    return model
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield
