@@ -28,3 +28,18 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Show the measured timm parity, so every run reports it."""
+    try:
+        from test_timm_parity import MEASURED, TOLERANCE
+    except ImportError:
+        return
+    if MEASURED:
+        terminalreporter.write_line(
+            f'timm parity (fp32, batch 2), max |ours - timm| per output, '
+            f'tolerance {TOLERANCE:g}:')
+        for name, (diff, scale) in MEASURED.items():
+            terminalreporter.write_line(
+                f'  {name:7s} {diff:.2e}  (max |timm| {scale:.2f})')
