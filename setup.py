@@ -1,0 +1,69 @@
+# Copyright (c) gcvit_mm contributors. All rights reserved.
+"""Setup for gcvit_mm: a GC ViT backbone for MMDetection 3.x / MMSegmentation 1.x.
+
+torch, mmcv (with compiled ops), mmengine, mmdet and mmsegmentation are installed
+by ``tools/install.sh`` (see requirements/mminstall.txt), deliberately not listed in
+``install_requires`` so that ``pip install -e .`` never pulls a CUDA torch or an
+mmcv without ops.
+"""
+import os.path as osp
+import re
+
+from setuptools import find_packages, setup
+
+HERE = osp.dirname(osp.abspath(__file__))
+
+
+def get_version():
+    """Read ``__version__`` from gcvit_mm/version.py without importing it."""
+    with open(osp.join(HERE, 'gcvit_mm', 'version.py'), encoding='utf-8') as f:
+        match = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", f.read(),
+                          re.M)
+    if match is None:
+        raise RuntimeError('cannot find __version__ in gcvit_mm/version.py')
+    return match.group(1)
+
+
+def parse_requirements(fname):
+    """Requirement lines of ``fname`` (comments and blank lines dropped)."""
+    reqs = []
+    with open(osp.join(HERE, fname), encoding='utf-8') as f:
+        for line in f:
+            line = line.split('#', 1)[0].strip()
+            if line and not line.startswith('-'):
+                reqs.append(line)
+    return reqs
+
+
+def readme():
+    path = osp.join(HERE, 'README.md')
+    if not osp.exists(path):
+        return ''
+    with open(path, encoding='utf-8') as f:
+        return f.read()
+
+
+setup(
+    name='gcvit_mm',
+    version=get_version(),
+    description='GC ViT (Global Context Vision Transformer) backbone for '
+    'MMDetection 3.x and MMSegmentation 1.x',
+    long_description=readme(),
+    long_description_content_type='text/markdown',
+    license='Apache License 2.0',
+    packages=find_packages(exclude=('configs', 'configs.*', 'tools',
+                                    'tools.*', 'tests', 'tests.*')),
+    include_package_data=True,
+    python_requires='>=3.8',
+    install_requires=parse_requirements('requirements/runtime.txt'),
+    extras_require={
+        'tests': parse_requirements('requirements/tests.txt'),
+        'mim': parse_requirements('requirements/mminstall.txt'),
+    },
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'License :: OSI Approved :: Apache Software License',
+        'Operating System :: OS Independent',
+    ],
+    zip_safe=False,
+)
