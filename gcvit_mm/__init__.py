@@ -6,5 +6,8 @@ checkpoints under torch's safe loading.
 """
 from .version import __version__, version_info
 from .models import GCViT  # noqa: F401  (registers the backbone)
+from .utils import allow_mmengine_checkpoint_globals
+
+allow_mmengine_checkpoint_globals()
 
 __all__ = ['__version__', 'version_info', 'GCViT']

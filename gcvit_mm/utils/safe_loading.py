@@ -1,0 +1,61 @@
+"""Let mmengine resume its own checkpoints under torch's safe loading.
+
+torch >= 2.6 loads with ``weights_only=True`` and mmengine 0.10.7 calls plain
+``torch.load``, so ``--resume`` stops at the first non-tensor global of the
+checkpoint (its message hub's log history). A checkpoint written by
+mmengine's CheckpointHook holds exactly these globals (listed by
+``torch.serialization.get_unsafe_globals_in_checkpoint``):
+
+- numpy's ``ndarray``, ``dtype`` (and its per-type classes such as
+  ``numpy.dtypes.Float64DType``), ``_reconstruct`` and ``scalar``: the log
+  history values;
+- ``mmengine.logging.HistoryBuffer``: the log history itself;
+- ``builtins.getattr``: each HistoryBuffer pickles its table of statistics
+  methods (``HistoryBuffer.min``, ``.max``, ...), and pickle refers to a
+  method as ``getattr(HistoryBuffer, 'min')``.
+
+``getattr`` itself is never allowed: a crafted file could walk from any
+allowed object to ``os.system``. In its place the unpickler gets
+:func:`history_buffer_method`, which resolves only HistoryBuffer's own
+statistics methods and refuses everything else.
+"""
+import pickle
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.logging import HistoryBuffer
+
+
+def history_buffer_method(owner: Any, name: str) -> Any:
+    """``getattr`` restricted to ``HistoryBuffer.<statistics method>``."""
+    if owner is HistoryBuffer and callable(
+            HistoryBuffer.__dict__.get(name)) and not name.startswith('_'):
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'refusing getattr({owner!r}, {name!r}) while loading a checkpoint: '
+        f'only HistoryBuffer statistics methods are allowed')
+
+
+def _numpy_globals() -> list:
+    # numpy 2 moved numpy.core to numpy._core; pickles name the real module.
+    core = getattr(np, '_core', None) or np.core
+    multiarray = core.multiarray
+    # A dtype is rebuilt through its class (numpy.dtypes.Float64DType, ...):
+    # allow those of the bool, integer, float and complex types.
+    dtype_classes = {type(np.dtype(code)) for code in '?bBhHiIlLqQefdgFDG'}
+    return [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar
+            ] + sorted(dtype_classes, key=str)
+
+
+def allow_mmengine_checkpoint_globals() -> None:
+    """Register the globals above with ``torch.serialization`` (idempotent).
+
+    No-op on torch without ``add_safe_globals`` (< 2.4), whose default
+    ``torch.load`` is not restricted in the first place.
+    """
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is None:
+        return
+    add(_numpy_globals() + [HistoryBuffer])
+    add([(history_buffer_method, 'builtins.getattr')])
