@@ -1,6 +1,4 @@
 """GCViT backbone: shapes, batching, freezing, checkpointing, bad input."""
-import math
-
 import pytest
 import torch
 
@@ -100,27 +98,25 @@ def test_global_tokens_are_resized_to_one_window():
     assert seen == [(2, 24 * 24, 32)]
 
 
-def test_imagenet_geometry_needs_no_resize_or_padding():
+def test_imagenet_geometry_needs_no_resize_or_padding(monkeypatch):
     """At 224 with windows (7, 7, 14, 7) every map is a whole number of
     windows and every generator lands exactly on one window, so the model
     computes what the pretrained classifier computes."""
     model = GCViT('tiny').eval()
-    calls = []
-    original = torch.nn.functional.interpolate
-    torch.nn.functional.interpolate = lambda *a, **k: calls.append(1)
-    try:
-        sizes = []
-        for stage in model.stages:
-            stage.register_forward_pre_hook(
-                lambda m, i: sizes.append(i[0].shape[-1]))
-        with torch.no_grad():
-            model(torch.rand(1, 3, 224, 224))
-    finally:
-        torch.nn.functional.interpolate = original
-    assert calls == []
-    assert [s // 2 if i else s for i, s in enumerate(sizes)] == [56, 28, 14, 7]
-    assert all(size % w == 0 for size, w in zip([56, 28, 14, 7],
-                                                 model.window_size))
+    resized = []
+    monkeypatch.setattr(torch.nn.functional, 'interpolate',
+                        lambda *a, **k: resized.append(a[0].shape))
+    padded = []
+    monkeypatch.setattr(torch.nn.functional, 'pad',
+                        lambda *a, **k: padded.append(a[0].shape))
+    maps = []
+    for stage in model.stages:
+        stage.blocks[0].register_forward_pre_hook(
+            lambda m, args: maps.append(tuple(args[0].shape[1:3])))
+    with torch.no_grad():
+        model(torch.rand(1, 3, 224, 224))
+    assert resized == [] and padded == []
+    assert maps == [(56, 56), (28, 28), (14, 14), (7, 7)]
 
 
 def test_frozen_stages_stay_frozen_and_in_eval_mode():
