@@ -24,6 +24,20 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
+def stage_outputs(model: torch.nn.Module, x: torch.Tensor) -> list:
+    """Raw outputs of ``model.stages`` (before the new output norms)."""
+    outs = []
+    hooks = [s.register_forward_hook(lambda m, i, o: outs.append(o))
+             for s in model.stages]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return outs
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ import torch
 from gcvit_mm import GCViT
 from gcvit_mm.checkpoint import convert_state_dict, detect_format
 from checkpoint_formats import to_paper, to_timm
-from conftest import SMALL_ARCH, randomize_
+from conftest import SMALL_ARCH, randomize_, stage_outputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,18 +28,6 @@ def source():
     model = randomize_(GCViT(SMALL_ARCH, window_size=3)).eval()
     x = torch.rand(2, 3, 96, 72)
     return model, x
-
-
-def stage_outputs(model, x):
-    """Raw stage outputs (before the new output norms)."""
-    outs = []
-    hooks = [s.register_forward_hook(lambda m, i, o: outs.append(o))
-             for s in model.stages]
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
-    return outs
 
 
 @pytest.mark.parametrize('fmt, writer', [('paper', to_paper),

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from gcvit_mm import GCViT
+from conftest import stage_outputs
 
 FIXTURE = osp.join(osp.dirname(__file__), 'data', 'timm_gcvit_fixture.npz')
 ARCH = dict(dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8),
@@ -46,22 +47,11 @@ def model(fixture, tmp_path_factory):
     return model.eval()
 
 
-def run_stages(model, x):
-    outs = []
-    hooks = [s.register_forward_hook(lambda m, i, o: outs.append(o))
-             for s in model.stages]
-    with torch.no_grad():
-        model(x)
-    for hook in hooks:
-        hook.remove()
-    return outs
-
-
 def test_stage_outputs_match_timm_at_batch_2(fixture, model):
     data, weights = fixture
     x = torch.from_numpy(data['x'].astype(np.float32))
     assert x.shape[0] == 2
-    outs = run_stages(model, x)
+    outs = stage_outputs(model, x)
     # timm's last stage ends with the classifier's norm; apply it to compare.
     final = F.layer_norm(outs[3].permute(0, 2, 3, 1), (outs[3].shape[1], ),
                          weights['stages.3.norm.weight'],
@@ -81,7 +71,7 @@ def test_outputs_do_not_depend_on_batch_composition(fixture, model):
     another image's global tokens."""
     data, _ = fixture
     x = torch.from_numpy(data['x'].astype(np.float32))
-    outs = run_stages(model, x)
+    outs = stage_outputs(model, x)
     for i, out in enumerate(outs):
         ref = torch.from_numpy(data[f'per_image/stage{i}'])
         torch.testing.assert_close(out, ref, rtol=0, atol=TOLERANCE)
