@@ -47,6 +47,18 @@ def test_paper_and_timm_checkpoints_load_to_the_same_model(
             assert torch.equal(param, loaded.state_dict()[name]), name
 
 
+def test_early_paper_layout_without_q_global_gen(source):
+    """The paper's first release hung `to_q_global` on the level itself."""
+    model, _ = source
+    paper = to_paper(model.state_dict())['state_dict']
+    early = {k.replace('.q_global_gen.', '.'): v for k, v in paper.items()}
+    assert any('.to_q_global.' in k for k in early)
+    converted, fmt, _ = convert_state_dict(early)
+    assert fmt == 'paper'
+    assert converted.keys() == {k for k in model.state_dict()
+                                if not k.startswith('norm')}
+
+
 def test_loading_logs_missing_and_dropped_keys(tmp_path, source, caplog):
     model, _ = source
     path = tmp_path / 'timm.pth'

@@ -12,7 +12,7 @@ Our layout (``GCViT.state_dict()``)::
     norm{i}                            (output norms, new for dense tasks)
 
 Paper format: ``patch_embed.*``, ``levels.{i}.*`` with the down-sampler at
-the *end* of level i, ``q_global_gen.to_q_global.{k}.conv.*``, persistent
+the *end* of level i, ``[q_global_gen.]to_q_global.{k}.conv.*``, persistent
 ``relative_position_index`` buffers, SE as Linear. timm format: ``stem.*``,
 ``stages.{i}.*`` with the down-sampler at the *start* of stage i (as ours),
 ``global_block.blocks.conv{k+1}``, ``rel_pos.*``, ``ls{1,2}.gamma``, SE as
@@ -44,7 +44,9 @@ _RULES = {
         (r'^patch_embed\.conv_down\.', 'stem.reduce.'),
         (r'^levels\.(\d+)\.downsample\.',
          lambda m: f'stages.{int(m.group(1)) + 1}.downsample.'),
-        (r'^levels\.(\d+)\.q_global_gen\.to_q_global\.(\d+)\.conv\.',
+        # Later releases wrap the generator in `q_global_gen`; early ones
+        # hang `to_q_global` on the level directly.
+        (r'^levels\.(\d+)\.(?:q_global_gen\.)?to_q_global\.(\d+)\.conv\.',
          r'stages.\1.token_generator.mbconvs.\2.conv.'),
         (r'^levels\.(\d+)\.blocks\.', r'stages.\1.blocks.'),
     ] + _PAPER_MBCONV,
