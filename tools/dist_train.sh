@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Distributed training with torchrun (one process per GPU; on a machine
+# without CUDA, one CPU process each, gloo backend).
+#   bash tools/dist_train.sh CONFIG GPUS [train.py options]
+# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
+set -e
+if [ $# -lt 2 ]; then
+    echo "usage: bash $0 CONFIG GPUS [tools/train.py options]" >&2
+    exit 1
+fi
+CONFIG=$1
+GPUS=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+
+PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
+exec python -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
+    "$(dirname "$0")/train.py" \
+    "$CONFIG" \
+    --launcher pytorch "${@:3}"

@@ -1,0 +1,133 @@
+# Test (and evaluate) a detector or a segmentor: mmdet's / mmseg's
+# tools/test.py (same flags), the registry scope taken from the config, with
+# the CPU fallbacks and one-line input errors of tools/train.py.
+import argparse
+import os
+import os.path as osp
+import sys
+import warnings
+
+# mmengine imports pkg_resources (deprecated in setuptools >= 67): noise.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+from mmengine.config import DictAction  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from common import (CHECKPOINT_FUNCS, UserError, adapt_to_device,  # noqa: E402
+                    check_checkpoint_file, check_data_paths, fail,
+                    load_config, scope_of, user_errors)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Test (and eval) a detector (mmdet) or segmentor (mmseg)')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir',
+        help='the directory to save the file containing evaluation metrics')
+    parser.add_argument(
+        '--out',
+        type=str,
+        help='mmdet: dump predictions to a .pkl file; mmseg: directory to '
+        'save the predicted maps, for offline evaluation')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir',
+        help='directory where painted images will be saved. '
+        'If specified, it will be automatically saved '
+        'to the work_dir/timestamp/show_dir')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file. If the value to '
+        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
+        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
+        'Note that the quotation marks are necessary and that no white space '
+        'is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def trigger_visualization_hook(cfg, args, scope):
+    """Turn on the visualization hook (mmdet's and mmseg's spelling)."""
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise UserError('--show/--show-dir need a visualization hook in '
+                        "default_hooks (e.g. dict(type='DetVisualizationHook'))")
+    hook['draw'] = True
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        if scope == 'mmseg':
+            cfg.visualizer['save_dir'] = args.show_dir
+        else:
+            hook['test_out_dir'] = args.show_dir
+
+
+def build_cfg(args):
+    cfg = load_config(args.config, args.cfg_options)
+    cfg.launcher = args.launcher
+    scope = scope_of(cfg)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        trigger_visualization_hook(cfg, args, scope)
+    if args.out is not None:
+        if scope == 'mmseg':
+            cfg.test_evaluator['output_dir'] = args.out
+            cfg.test_evaluator['keep_results'] = True
+        elif not args.out.endswith(('.pkl', '.pickle')):
+            raise UserError(f'--out must name a .pkl file, got {args.out!r}')
+    adapt_to_device(cfg, args.launcher)
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        cfg = build_cfg(args)
+        from mmengine.registry import init_default_scope
+        init_default_scope(scope_of(cfg))
+        check_data_paths(cfg, ['test_dataloader', 'test_evaluator'])
+        check_checkpoint_file(args.checkpoint, 'checkpoint')
+    except UserError as e:
+        fail(str(e))
+
+    with user_errors(f'cannot build the runner from {args.config}'):
+        if 'runner_type' not in cfg:
+            runner = Runner.from_cfg(cfg)
+        else:
+            runner = RUNNERS.build(cfg)
+
+    if args.out is not None and scope_of(cfg) != 'mmseg':
+        from mmdet.evaluation import DumpDetResults
+        runner.test_evaluator.metrics.append(
+            DumpDetResults(out_file_path=args.out))
+
+    with user_errors('cannot load a checkpoint', only_from=CHECKPOINT_FUNCS):
+        metrics = runner.test()
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
