@@ -91,11 +91,16 @@ class WindowAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def relative_position_bias(self) -> torch.Tensor:
-        """(heads, N, N) additive bias, gathered once per call."""
+        """(1, heads, N, N) additive bias, gathered once per call.
+
+        4-D on purpose: with a 3-D float mask PyTorch's CPU dispatcher
+        falls back to the slow math kernel; (1, heads, N, N) broadcasts over
+        the windows without a copy and selects the fused flash kernel.
+        """
         N = self.window_size**2
         bias = self.relative_position_bias_table[
             self.relative_position_index.view(-1)]
-        return bias.view(N, N, -1).permute(2, 0, 1)
+        return bias.view(N, N, -1).permute(2, 0, 1).unsqueeze(0)
 
     def _split_heads(self, x: torch.Tensor, parts: int) -> torch.Tensor:
         """(B_, N, parts*C) -> (parts, B_, heads, N, head_dims)."""
