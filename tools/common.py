@@ -157,7 +157,9 @@ def _generates_own_data(dataset_cfg: dict) -> bool:
     toy datasets) create their files on first use."""
     from mmengine.registry import DATASETS
     try:
-        cls = DATASETS.get(dataset_cfg.get('type'))
+        # the registry of the current default scope (mmdet, mmseg, ...)
+        with DATASETS.switch_scope_and_registry(None) as registry:
+            cls = registry.get(dataset_cfg.get('type'))
     except Exception:  # unknown type: left to the runner to report
         return False
     return bool(getattr(cls, 'generates_missing_data', False))
@@ -175,6 +177,17 @@ def missing_data_paths(cfg: Config,
     file, image/label folder and evaluator annotation file of ``sections``
     (e.g. 'train_dataloader', 'val_evaluator')."""
     missing = []
+    # Roots of datasets that generate their own files: evaluator annotation
+    # files under them appear together with the dataset.
+    generated_roots = []
+    for section in sections:
+        node = cfg.get(section)
+        if section.endswith('_dataloader') and node:
+            generated_roots += [
+                osp.normpath(ds.get('data_root') or '.')
+                for _, ds in _datasets(node.get('dataset'), section)
+                if _generates_own_data(ds)
+            ]
     for section in sections:
         node = cfg.get(section)
         if not node:
@@ -185,8 +198,11 @@ def missing_data_paths(cfg: Config,
                 path = metric.get('ann_file') if isinstance(metric,
                                                             dict) else None
                 key = section if isinstance(node, dict) else f'{section}.{i}'
-                if path and '://' not in path and not osp.exists(path):
-                    missing.append((f'{key}.ann_file', path))
+                if not path or '://' in path or osp.exists(path) or any(
+                        osp.normpath(path).startswith(root + os.sep)
+                        for root in generated_roots):
+                    continue
+                missing.append((f'{key}.ann_file', path))
             continue
         for key, ds in _datasets(node.get('dataset'), f'{section}.dataset'):
             if _generates_own_data(ds):

@@ -1,0 +1,153 @@
+"""Every detection config loads, builds its model, and states the paper's
+recipe; the no-decay rule really matches our parameter names."""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from detection_utils import REPO
+
+COCO_CONFIGS = sorted(
+    glob.glob(osp.join(REPO, 'configs/mask_rcnn/gcvit_*_coco.py')) +
+    glob.glob(osp.join(REPO, 'configs/cascade/gcvit_*_coco.py')))
+ALL_CONFIGS = sorted(
+    glob.glob(osp.join(REPO, 'configs/mask_rcnn/*.py')) +
+    glob.glob(osp.join(REPO, 'configs/cascade/*.py')))
+ARCH = {'xxt': 'xxtiny', 'xt': 'xtiny', 't': 'tiny', 's': 'small', 'b': 'base'}
+DROP_PATH = {'xxtiny': 0.2, 'xtiny': 0.2, 'tiny': 0.3, 'small': 0.3,
+             'base': 0.5}
+URL = 'https://huggingface.co/nvidia/GCViT/resolve/main/gcvit_1k_{}.pth.tar'
+
+
+def rel(path):
+    return osp.relpath(path, REPO)
+
+
+def build_model(cfg):
+    from mmdet.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return MODELS.build(cfg.model)
+
+
+def test_the_expected_configs_exist():
+    names = {rel(p) for p in ALL_CONFIGS}
+    expected = {f'configs/mask_rcnn/gcvit_{v}_coco.py'
+                for v in ('xxt', 'xt', 't', 's', 'b')}
+    expected |= {f'configs/cascade/gcvit_{v}_coco.py' for v in ('t', 's', 'b')}
+    expected |= {'configs/mask_rcnn/gcvit_t_1x_coco.py',
+                 'configs/mask_rcnn/gcvit_xxt_shapes.py',
+                 'configs/cascade/gcvit_xxt_shapes.py'}
+    assert expected <= names, sorted(expected - names)
+
+
+@pytest.mark.parametrize('path', ALL_CONFIGS, ids=rel)
+def test_config_builds_its_model(path):
+    cfg = Config.fromfile(path)
+    backbone = cfg.model.backbone
+    backbone.init_cfg = None  # the published weights are not reachable here
+    if 'shapes' not in path:
+        backbone.arch = ARCH[osp.basename(path).split('_')[1]]
+    model = build_model(cfg)
+    assert type(model.backbone).__name__ == 'GCViT'
+    assert list(cfg.model.neck.in_channels) == model.backbone.out_channels
+    model.eval()
+    with torch.no_grad():
+        feats = model.extract_feat(torch.rand(1, 3, 64, 96))
+    assert len(feats) == 5 and feats[0].shape[-2:] == (16, 24)
+    assert all(torch.isfinite(f).all() for f in feats)
+
+
+@pytest.mark.parametrize('path', COCO_CONFIGS, ids=rel)
+def test_coco_configs_state_the_papers_3x_recipe(path):
+    cfg = Config.fromfile(path)
+    variant = osp.basename(path).split('_')[1]
+    arch = ARCH[variant]
+    bb = cfg.model.backbone
+    assert (bb.type, bb.arch, bb.window_size, bb.pretrain_img_size) == (
+        'GCViT', arch, 24, 224)
+    assert bb.drop_path_rate == DROP_PATH[arch]
+    assert bb.init_cfg == dict(type='Pretrained', checkpoint=URL.format(arch))
+    opt = cfg.optim_wrapper
+    assert opt.type == 'AmpOptimWrapper'
+    assert (opt.optimizer.type, opt.optimizer.lr,
+            opt.optimizer.weight_decay) == ('AdamW', 1e-4, 0.05)
+    assert cfg.train_dataloader.batch_size == 2
+    assert cfg.auto_scale_lr.base_batch_size == 16
+    warmup, steps = cfg.param_scheduler
+    assert warmup.type == 'LinearLR' and not warmup.by_epoch
+    if '_1x_' in path:
+        assert cfg.train_cfg.max_epochs == 12
+        assert steps.milestones == [8, 11]
+    else:
+        assert cfg.train_cfg.max_epochs == 36
+        assert steps.milestones == [27, 33]
+        pipeline = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
+        assert 'RandomChoice' in pipeline  # DETR-style multi-scale + crop
+    if 'cascade' in path:
+        heads = cfg.model.roi_head.bbox_head
+        assert len(heads) == 3
+        for head in heads:
+            assert (head.num_shared_convs, head.num_shared_fcs) == (4, 1)
+            assert head.norm_cfg.type == 'SyncBN'
+            assert head.loss_bbox.type == 'GIoULoss'
+
+
+@pytest.mark.parametrize('head', ['mask_rcnn', 'cascade'])
+def test_no_weight_decay_on_bias_tables_and_norms(head):
+    """The paper's code named a key that matched no parameter; ours must
+    match every bias table and every norm (and nothing else)."""
+    from mmengine.optim import build_optim_wrapper
+    cfg = Config.fromfile(osp.join(REPO, f'configs/{head}/gcvit_t_coco.py'))
+    cfg.model.backbone.init_cfg = None
+    cfg.model.backbone.arch = 'xxtiny'
+    model = build_model(cfg)
+    opt_cfg = cfg.optim_wrapper.copy()
+    opt_cfg.type = 'OptimWrapper'  # AMP needs CUDA; the groups are the same
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        wrapper = build_optim_wrapper(model, opt_cfg)
+    decay = {}
+    for group in wrapper.optimizer.param_groups:
+        for p in group['params']:
+            decay[id(p)] = group['weight_decay']
+    norm_types = (torch.nn.LayerNorm, torch.nn.modules.batchnorm._BatchNorm,
+                  torch.nn.GroupNorm)
+    in_norm = {id(p) for m in model.modules() if isinstance(m, norm_types)
+               for p in m.parameters(recurse=False)}
+    tables, checked_norm = 0, 0
+    for name, p in model.named_parameters():
+        if name.endswith('relative_position_bias_table'):
+            tables += 1
+            assert decay[id(p)] == 0, name
+        elif id(p) in in_norm:
+            checked_norm += 1
+            assert decay[id(p)] == 0, name
+        else:
+            assert decay[id(p)] == 0.05, name
+    assert tables == sum(GCVIT_DEPTHS['xxtiny'])
+    assert checked_norm > 0
+    if head == 'cascade':  # SyncBN in the 4conv1fc heads: no decay either
+        assert any(isinstance(m, torch.nn.SyncBatchNorm)
+                   for m in model.roi_head.modules())
+
+
+GCVIT_DEPTHS = {'xxtiny': (2, 2, 6, 2)}
+
+
+def test_pretrained_init_cfg_loads_a_local_checkpoint(tmp_path):
+    """init_cfg may point at a local file: ImageNet-window (7, 7, 14, 7)
+    weights load into the window-24 detector, bias tables resized."""
+    from gcvit_mm import GCViT
+    src = GCViT('xxtiny')  # the ImageNet windows
+    torch.nn.init.normal_(src.stages[0].blocks[0].attn.qkv.weight)
+    ckpt = tmp_path / 'gcvit_xxtiny_in1k.pth'
+    torch.save({'state_dict': src.state_dict()}, ckpt)
+    cfg = Config.fromfile(osp.join(REPO, 'configs/mask_rcnn/gcvit_xxt_coco.py'))
+    cfg.model.backbone.init_cfg.checkpoint = str(ckpt)
+    model = build_model(cfg)
+    model.init_weights()
+    attn = model.backbone.stages[0].blocks[0].attn
+    assert torch.equal(attn.qkv.weight, src.stages[0].blocks[0].attn.qkv.weight)
+    assert attn.relative_position_bias_table.shape == (47 * 47, 2)
