@@ -1,0 +1,100 @@
+"""The fast path (fused attention, border windows that query only their real
+tokens) against the plain reference path kept for this purpose, and
+``torch.compile`` of the backbone. fp32 on CPU; no timings asserted."""
+import shutil
+
+import pytest
+import torch
+
+from gcvit_mm import GCViT
+from gcvit_mm.models.layers import WindowAttention
+from conftest import SMALL_ARCH, randomize_
+
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def _pair_of_models(**kwargs):
+    """Fast and reference models with identical weights."""
+    fast = randomize_(GCViT(SMALL_ARCH, use_sdpa=True, **kwargs))
+    ref = GCViT(SMALL_ARCH, use_sdpa=False, **kwargs)
+    ref.load_state_dict(fast.state_dict())
+    return fast, ref
+
+
+def _assert_close_to_scale(a, b, name, tol=1e-5):
+    """max |a - b| <= tol * max(1, max |b|): gradients are sums over the
+    whole map (entries up to ~100 here), so float32 summation order alone
+    moves near-zero entries by more than an elementwise rtol allows."""
+    diff = (a - b).abs().max().item()
+    scale = max(1., b.abs().max().item())
+    assert diff <= tol * scale, f'{name}: max diff {diff:.3g}, scale {scale:.3g}'
+
+
+def _outputs_and_grads(model, x):
+    outs = model(x)
+    # Weight the channels so that no gradient is trivially uniform.
+    loss = sum((o * torch.linspace(-1, 1, o.shape[1])[:, None, None]).sum()
+               for o in outs)
+    loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()
+             if p.grad is not None}
+    return outs, grads
+
+
+@pytest.mark.parametrize('window, hw', [
+    (5, (83, 117)),  # partial last row and column of windows in every stage
+    (7, (224, 96)),  # whole windows in stage 0, partial ones further down
+    (24, (100, 150)),  # every map smaller than one window: corner only
+])
+def test_fast_path_matches_reference_outputs_and_gradients(window, hw):
+    fast, ref = _pair_of_models(window_size=window, drop_path_rate=0.)
+    x = torch.rand(2, 3, *hw)
+    outs_fast, grads_fast = _outputs_and_grads(fast.train(), x)
+    outs_ref, grads_ref = _outputs_and_grads(ref.train(), x)
+    for a, b in zip(outs_fast, outs_ref):
+        torch.testing.assert_close(a, b, **TOL)
+    assert grads_fast.keys() == grads_ref.keys() and len(grads_fast) > 100
+    for name in grads_fast:
+        _assert_close_to_scale(grads_fast[name], grads_ref[name], name)
+
+
+def test_fast_path_matches_reference_in_eval_mode():
+    fast, ref = _pair_of_models(window_size=6)
+    x = torch.rand(2, 3, 101, 77)
+    with torch.no_grad():
+        for a, b in zip(fast.eval()(x), ref.eval()(x)):
+            torch.testing.assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize('use_global', [False, True])
+def test_query_size_gives_the_top_left_rows_of_the_full_output(use_global):
+    w, C = 4, 16
+    attn = randomize_(WindowAttention(C, 2, w, use_global)).eval()
+    x = torch.randn(6, w * w, C)  # batch 2, 3 windows per image
+    tokens = torch.randn(2, w * w, C) if use_global else None
+    with torch.no_grad():
+        full = attn(x, tokens)
+        cropped = attn(x, tokens, query_size=(3, 2))
+    expected = full.view(6, w, w, C)[:, :3, :2].reshape(6, 6, C)
+    torch.testing.assert_close(cropped, expected, **TOL)
+
+
+def _has_cpp_compiler() -> bool:
+    return any(shutil.which(cc) for cc in ('g++', 'c++', 'clang++'))
+
+
+@pytest.mark.skipif(not _has_cpp_compiler(),
+                    reason='torch.compile (inductor) needs a C++ compiler')
+def test_torch_compile_of_the_backbone_matches_eager():
+    # Kept small, compiling takes most of the time: one global block
+    # (stage 0), whole windows in stages 0-2, a padded corner window in 3.
+    arch = dict(dim=16, depths=(2, 1, 1, 1), num_heads=(1, 2, 2, 4),
+                mlp_ratio=2., layer_scale=1.)
+    model = randomize_(GCViT(arch, window_size=4)).eval()
+    x = torch.rand(2, 3, 64, 64)
+    compiled = torch.compile(model)
+    with torch.no_grad():
+        eager = model(x)
+        outs = compiled(x)
+    for a, b in zip(outs, eager):
+        torch.testing.assert_close(a, b, **TOL)
