@@ -29,9 +29,10 @@ def make_tiny_toy_data(root: str) -> str:
     return ensure_toy_coco(osp.join(root, 'toy_coco'), **TINY_DATA)
 
 
-def write_small_config(path: str, head: str, **extra) -> str:
+def write_small_config(path: str, head: str, init_cfg: str = 'None',
+                       **extra) -> str:
     """A config inheriting the toy config of ``head`` with a small GC ViT
-    (dim 32, one block per stage but two in stage 3 so a global block runs)
+    (dim 32, two blocks per stage: local then global)
     and cheap settings; ``extra`` lines are appended verbatim."""
     lines = '\n'.join(f'{k} = {v}' for k, v in extra.items())
     path = str(path)
@@ -40,10 +41,11 @@ def write_small_config(path: str, head: str, **extra) -> str:
             _base_ = {TOY_CONFIGS[head]!r}
             model = dict(
                 backbone=dict(
-                    arch=dict(dim=32, depths=(1, 1, 2, 1),
+                    arch=dict(_delete_=True, dim=32, depths=(2, 2, 2, 2),
                               num_heads=(1, 2, 4, 8), mlp_ratio=2.,
                               layer_scale=None),
-                    drop_path_rate=0.),
+                    drop_path_rate=0.,
+                    init_cfg={init_cfg}),
                 neck=dict(in_channels=[32, 64, 128, 256]),
                 test_cfg=dict(rcnn=dict(score_thr=0.)))
             train_dataloader = dict(batch_size=2, num_workers=0,

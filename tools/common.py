@@ -116,6 +116,20 @@ def _replace_type(node, old: str, new: str) -> int:
     return count
 
 
+def _register_cpu_ddp() -> None:
+    from mmengine.model import MMDistributedDataParallel
+    from mmengine.registry import MODEL_WRAPPERS
+    if 'CPUDistributedDataParallel' in MODEL_WRAPPERS.module_dict:
+        return
+
+    @MODEL_WRAPPERS.register_module()
+    class CPUDistributedDataParallel(MMDistributedDataParallel):
+        """mmengine's DDP wrapper for CPU modules (no device_ids)."""
+
+        def __init__(self, module, device_ids=None, **kwargs):
+            super().__init__(module=module, device_ids=None, **kwargs)
+
+
 def adapt_to_device(cfg: Config, launcher: str) -> None:
     """Without CUDA: SyncBN -> BN, gloo instead of nccl, and fp32 instead of
     AMP (mmengine's AmpOptimWrapper needs a GPU), each with a log line."""
@@ -129,6 +143,22 @@ def adapt_to_device(cfg: Config, launcher: str) -> None:
         if dist_cfg.get('backend', 'nccl') == 'nccl':
             dist_cfg['backend'] = 'gloo'
             log('No CUDA: distributed backend set to gloo.')
+        if launcher == 'pytorch':
+            # mmengine's init_dist calls torch.cuda.set_device, which a CPU
+            # build of torch lacks; the Runner skips init_dist when the
+            # process group already exists.
+            import torch.distributed as dist
+            if not dist.is_initialized():
+                dist.init_process_group(backend=dist_cfg['backend'])
+        if cfg.get('model_wrapper_cfg') is None:
+            # mmengine's default DDP wrapper passes device_ids=[LOCAL_RANK],
+            # which DDP rejects for a CPU module.
+            _register_cpu_ddp()
+            cfg.model_wrapper_cfg = dict(
+                type='CPUDistributedDataParallel',
+                broadcast_buffers=False,
+                find_unused_parameters=cfg.get('find_unused_parameters',
+                                               False))
     optim_wrapper = cfg.get('optim_wrapper')
     if optim_wrapper and optim_wrapper.get('type') == 'AmpOptimWrapper':
         optim_wrapper['type'] = 'OptimWrapper'

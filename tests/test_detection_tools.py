@@ -1,0 +1,153 @@
+"""tools/dist_train.sh on CPU (2 processes, gloo), tools/test.py, the
+one-line errors for bad input, and tools/get_flops.py."""
+import os
+import os.path as osp
+import re
+import zipfile
+
+import pytest
+import torch
+
+from detection_utils import (REPO, free_port, make_tiny_toy_data, run_tool,
+                             write_small_config)
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('det_tools_data'))
+    make_tiny_toy_data(root)
+    return root
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, data_root):
+    """Cascade (SyncBN heads) trained by tools/dist_train.sh: 2 processes,
+    4 images each... 2 iterations, one checkpoint."""
+    tmp = tmp_path_factory.mktemp('dist')
+    cfg = write_small_config(
+        tmp / 'cascade.py', 'cascade',
+        train_cfg='dict(max_epochs=1, val_interval=100)',
+        default_hooks="dict(checkpoint=dict(interval=1))")
+    work = tmp / 'work'
+    env_port = dict(PORT=str(free_port()))
+    os.environ.update(env_port)
+    try:
+        result = run_tool([
+            'dist_train.sh', cfg, 2, '--work-dir', work, '--cfg-options',
+            'train_dataloader.dataset.indices=8'
+        ], data_root)
+    finally:
+        os.environ.pop('PORT')
+    return cfg, work, result
+
+
+def test_dist_train_two_cpu_processes_write_one_checkpoint(trained):
+    cfg, work, result = trained
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert sorted(p.name for p in work.glob('*.pth')) == ['epoch_1.pth']
+    assert re.search(r'Distributed training: True', log), log[-3000:]
+    assert re.search(r'GPU number: 2', log)  # mmengine's name: world size
+    if not torch.cuda.is_available():
+        assert 'distributed backend set to gloo' in log
+        assert 'SyncBN layer config(s) reverted to BN' in log
+    # 8 images / (2 processes x 2 per batch) = 2 iterations
+    assert re.search(r'Epoch\(train\) \[1\]\[2/2\]', log), log[-3000:]
+    import gcvit_mm  # noqa: F401  (mmengine checkpoints under safe loading)
+    ckpt = torch.load(work / 'epoch_1.pth', map_location='cpu',
+                      weights_only=True)
+    assert ckpt['meta']['iter'] == 2
+
+
+def test_test_tool_reports_coco_map_and_dumps_predictions(trained, data_root,
+                                                          tmp_path):
+    cfg, work, _ = trained
+    out = tmp_path / 'preds.pkl'
+    result = run_tool([
+        'test.py', cfg, work / 'epoch_1.pth', '--work-dir', tmp_path / 'w',
+        '--out', out
+    ], data_root)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert re.search(r'coco/bbox_mAP: [0-9.]+', result.stdout)
+    assert re.search(r'coco/segm_mAP: [0-9.]+', result.stdout)
+    assert out.stat().st_size > 0
+
+
+def assert_one_line_error(result, *needles):
+    err = result.stderr.strip()
+    assert result.returncode == 1, (result.stdout + err)[-3000:]
+    assert 'Traceback' not in err, err[-3000:]
+    last = err.splitlines()[-1]
+    assert last.startswith('error: '), err[-3000:]
+    for needle in needles:
+        assert needle in last, last
+    return last
+
+
+def test_missing_coco_names_the_config_keys(tmp_path, data_root):
+    cfg = osp.join(REPO, 'configs/mask_rcnn/gcvit_t_coco.py')
+    missing = str(tmp_path / 'no_coco') + '/'
+    result = run_tool([
+        'train.py', cfg, '--work-dir', tmp_path, '--cfg-options',
+        f'train_dataloader.dataset.data_root={missing}'
+    ], data_root)
+    assert_one_line_error(result, 'dataset path not found', missing,
+                          'train_dataloader.dataset.data_root')
+    result = run_tool(['test.py', cfg, tmp_path / 'none.pth', '--cfg-options',
+                       f'test_dataloader.dataset.data_root={missing}'],
+                      data_root)
+    assert_one_line_error(result, 'test_dataloader.dataset.data_root')
+
+
+def test_unknown_backbone_arch(tmp_path, data_root):
+    cfg = write_small_config(tmp_path / 'bad_arch.py', 'mask_rcnn')
+    result = run_tool([
+        'train.py', cfg, '--work-dir', tmp_path, '--cfg-options',
+        'model.backbone.arch=huge'
+    ], data_root)
+    assert_one_line_error(result, "Unknown GCViT arch 'huge'", 'xxtiny')
+
+
+def _corrupt_checkpoints(tmp_path):
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1000)}}, good)
+    data = good.read_bytes()
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(data[:len(data) // 2])
+    garbage = tmp_path / 'garbage.pth'
+    garbage.write_bytes(b'<html>404 Not Found</html>' * 10)
+    assert zipfile.is_zipfile(good) and not zipfile.is_zipfile(truncated)
+    return truncated, garbage
+
+
+def test_corrupt_checkpoint_resume_test_and_pretrained(tmp_path, data_root):
+    truncated, garbage = _corrupt_checkpoints(tmp_path)
+    cfg = write_small_config(tmp_path / 'c.py', 'mask_rcnn')
+    result = run_tool(['train.py', cfg, '--work-dir', tmp_path, '--resume',
+                       truncated], data_root)
+    assert_one_line_error(result, 'resume checkpoint', str(truncated))
+    result = run_tool(['test.py', cfg, garbage, '--work-dir', tmp_path],
+                      data_root)
+    assert_one_line_error(result, 'checkpoint', str(garbage), 'corrupt')
+    cfg = write_small_config(
+        tmp_path / 'p.py', 'mask_rcnn',
+        init_cfg=f"dict(_delete_=True, type='Pretrained', "
+        f"checkpoint={str(truncated)!r})")
+    result = run_tool(['train.py', cfg, '--work-dir', tmp_path], data_root)
+    assert_one_line_error(result, 'pretrained checkpoint', str(truncated))
+
+
+def test_get_flops_counts_attention_matmuls_only_with_them(data_root):
+    cfg = osp.join(REPO, 'configs/mask_rcnn/gcvit_xxt_shapes.py')
+    result = run_tool(['get_flops.py', cfg, '--shape', 128, 160], data_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert 'Input shape: (1, 3, 128, 160)' in out
+    params = float(re.search(r'Params: ([0-9.]+) M', out).group(1))
+    with_attn = float(
+        re.search(r'with attention matmuls\):\s+([0-9.]+) G', out).group(1))
+    without = float(
+        re.search(r'without attention matmuls.*?:\s+([0-9.]+) G',
+                  out).group(1))
+    assert 10 < params < 30
+    assert 0 < without < with_attn

@@ -1,0 +1,152 @@
+# Params and FLOPs of a detector (or segmentor) config with mmengine's
+# complexity counter, next to the paper's numbers.
+#
+# Counted like the paper's mmdet 2.x `forward_dummy`: one image of --shape,
+# backbone + neck + RPN head convolutions + RoI heads on 1000 proposals (mask
+# head on the first 100). One FLOP is one multiply-add, as in mmcv and
+# mmengine. Two counts:
+#   * with attention: the backbone's attention matmuls (q @ k^T and attn @ v)
+#     counted; mmengine counts aten::matmul, so we run GCViT(use_sdpa=False),
+#     whose plain-math attention gives the same outputs.
+#   * without attention: those matmuls skipped (the fused
+#     scaled_dot_product_attention op is not in mmengine's table), as mmcv
+#     1.x's module-hook counter, which the paper used, skipped them.
+import argparse
+import os.path as osp
+import sys
+import warnings
+
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+import torch  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
+from mmengine.model import revert_sync_batchnorm  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from common import UserError, fail, load_config, scope_of  # noqa: E402
+
+# (params M, GFLOPs at 1280x800) from the paper's COCO table.
+PAPER = {
+    'mask_rcnn/gcvit_t_coco.py': (48, 291),
+    'cascade/gcvit_t_coco.py': (85, 770),
+    'cascade/gcvit_s_coco.py': (108, 866),
+    'cascade/gcvit_b_coco.py': (146, 1018),
+}
+NUM_PROPOSALS = 1000
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Params and FLOPs of a model config (mmengine counter)')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        default=[1280, 800],
+        metavar=('H', 'W'),
+        help='input image height and width (default: 1280 800, the '
+        "paper's `--shape 1280 800`)")
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config (key=value)')
+    return parser.parse_args(argv)
+
+
+class DetDummy(torch.nn.Module):
+    """mmdet 2.x's ``forward_dummy``: features, RPN head, RoI heads on fixed
+    random proposals (no NMS, so the count does not depend on weights)."""
+
+    def __init__(self, detector, shape):
+        super().__init__()
+        self.detector = detector
+        self.shape = shape
+
+    def forward(self, img):
+        from mmdet.structures import DetDataSample
+        from mmengine.structures import InstanceData
+        det = self.detector
+        x = det.extract_feat(img)
+        outs = ()
+        if getattr(det, 'with_rpn', False):
+            outs += tuple(t for level in det.rpn_head(x) for t in level)
+        if hasattr(det, 'roi_head'):
+            h, w = self.shape
+            gen = torch.Generator().manual_seed(0)
+            xy = torch.rand(NUM_PROPOSALS, 2, generator=gen) * torch.tensor(
+                [w / 2, h / 2])
+            wh = torch.rand(NUM_PROPOSALS, 2, generator=gen) * torch.tensor(
+                [w / 2, h / 2]) + 8
+            proposals = InstanceData(
+                bboxes=torch.cat([xy, xy + wh], 1).to(img.device))
+            sample = DetDataSample(metainfo=dict(
+                img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                batch_input_shape=(h, w), scale_factor=(1., 1.)))
+            roi_outs = det.roi_head.forward(x, [proposals], [sample])
+            outs += tuple(t for t in roi_outs if isinstance(t, torch.Tensor))
+        return outs + tuple(x)
+
+
+def count(cfg, shape, use_sdpa):
+    from mmengine.analysis import get_model_complexity_info
+    from mmengine.registry import MODELS
+    cfg = cfg.copy()
+    backbone = cfg.model.backbone
+    if backbone.get('type') == 'GCViT':
+        backbone['use_sdpa'] = use_sdpa
+    backbone.pop('init_cfg', None)  # FLOPs do not need weights
+    model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
+    h, w = shape
+    img = torch.zeros(1, 3, h, w)
+    if hasattr(model, 'roi_head') or hasattr(model, 'rpn_head'):
+        wrapped = DetDummy(model, shape)
+    else:  # segmentor or anything else: its tensor mode
+        wrapped = model
+        model.forward = lambda inputs: model._forward(inputs)
+    with torch.no_grad():
+        out = get_model_complexity_info(wrapped, inputs=(img, ),
+                                        show_table=False, show_arch=False)
+    return out['params'], out['flops']
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.cfg_options)
+        init_default_scope(scope_of(cfg))
+    except UserError as e:
+        fail(str(e))
+    h, w = args.shape
+    params, flops_attn = count(cfg, (h, w), use_sdpa=False)
+    _, flops_no_attn = count(cfg, (h, w), use_sdpa=True)
+
+    key = '/'.join(osp.abspath(args.config).split(osp.sep)[-2:])
+    paper = PAPER.get(key)
+    line = '=' * 64
+    print(line)
+    print(f'Config: {args.config}')
+    print(f'Input shape: (1, 3, {h}, {w}); {NUM_PROPOSALS} proposals '
+          f'(mask head: first 100); 1 FLOP = 1 multiply-add')
+    print(f'Params: {params / 1e6:.1f} M')
+    print(f'FLOPs (mmengine, with attention matmuls):    '
+          f'{flops_attn / 1e9:.1f} G')
+    print(f'FLOPs (without attention matmuls, as mmcv 1.x): '
+          f'{flops_no_attn / 1e9:.1f} G')
+    if paper:
+        p_params, p_flops = paper
+        print(f'Paper (mmcv 1.x counter, 1280x800): {p_params} M params, '
+              f'{p_flops} GFLOPs -> ours: params '
+              f'{100 * (params / 1e6 / p_params - 1):+.1f}%, FLOPs without '
+              f'attention {100 * (flops_no_attn / 1e9 / p_flops - 1):+.1f}%, '
+              f'with {100 * (flops_attn / 1e9 / p_flops - 1):+.1f}%')
+    print(line)
+    print('!!! RoIAlign and other custom (mmcv) ops are not counted. '
+          'Check the numbers before using them in a paper.')
+    return dict(params=params, flops=flops_attn,
+                flops_without_attention=flops_no_attn)
+
+
+if __name__ == '__main__':
+    main()
