@@ -89,6 +89,10 @@ class DetDummy(torch.nn.Module):
         return outs + tuple(x)
 
 
+def is_detector(model):
+    return hasattr(model, 'roi_head') or hasattr(model, 'rpn_head')
+
+
 def count(cfg, shape, use_sdpa):
     from mmengine.analysis import get_model_complexity_info
     from mmengine.registry import MODELS
@@ -100,7 +104,7 @@ def count(cfg, shape, use_sdpa):
     model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
     h, w = shape
     img = torch.zeros(1, 3, h, w)
-    if hasattr(model, 'roi_head') or hasattr(model, 'rpn_head'):
+    if is_detector(model):
         wrapped = DetDummy(model, shape)
     else:  # segmentor or anything else: its tensor mode
         wrapped = model
@@ -108,7 +112,7 @@ def count(cfg, shape, use_sdpa):
     with torch.no_grad():
         out = get_model_complexity_info(wrapped, inputs=(img, ),
                                         show_table=False, show_arch=False)
-    return out['params'], out['flops']
+    return out['params'], out['flops'], is_detector(model)
 
 
 def main(argv=None):
@@ -119,16 +123,17 @@ def main(argv=None):
     except UserError as e:
         fail(str(e))
     h, w = args.shape
-    params, flops_attn = count(cfg, (h, w), use_sdpa=False)
-    _, flops_no_attn = count(cfg, (h, w), use_sdpa=True)
+    params, flops_attn, detector = count(cfg, (h, w), use_sdpa=False)
+    _, flops_no_attn, _ = count(cfg, (h, w), use_sdpa=True)
 
     key = '/'.join(osp.abspath(args.config).split(osp.sep)[-2:])
     paper = PAPER.get(key)
     line = '=' * 64
     print(line)
     print(f'Config: {args.config}')
-    print(f'Input shape: (1, 3, {h}, {w}); {NUM_PROPOSALS} proposals '
-          f'(mask head: first 100); 1 FLOP = 1 multiply-add')
+    what = (f'; {NUM_PROPOSALS} proposals (mask head: first 100)'
+            if detector else '')
+    print(f'Input shape: (1, 3, {h}, {w}){what}; 1 FLOP = 1 multiply-add')
     print(f'Params: {params / 1e6:.1f} M')
     print(f'FLOPs (mmengine, with attention matmuls):    '
           f'{flops_attn / 1e9:.1f} G')

@@ -3,7 +3,8 @@
 #   python tools/train.py configs/cascade/gcvit_xxt_shapes.py
 # The cascade recipe of gcvit_t_coco.py (4conv1fc heads with SyncBN, which
 # tools/train.py reverts to BN without CUDA, and GIoU loss) with the XXT
-# backbone and toy-sized channels and samples.
+# backbone, GroupNorm in the FPN (from scratch) and toy-sized channels and
+# samples; data and schedule as ../mask_rcnn/gcvit_xxt_shapes.py.
 _base_ = ['./gcvit_t_coco.py', '../_base_/datasets/toy_shapes.py']
 custom_imports = dict(
     imports=['gcvit_mm', 'gcvit_mm.datasets.toy_coco'],
@@ -16,7 +17,9 @@ model = dict(
         window_size=(8, 8, 8, 4),
         drop_path_rate=0.1,
         init_cfg=None),
-    neck=dict(out_channels=fpn_channels),
+    neck=dict(
+        out_channels=fpn_channels,
+        norm_cfg=dict(type='GN', num_groups=32, requires_grad=True)),
     rpn_head=dict(
         in_channels=fpn_channels,
         feat_channels=fpn_channels,
@@ -51,13 +54,13 @@ test_dataloader = val_dataloader
 val_evaluator = dict(_delete_=True, **_base_.toy_val_evaluator)
 test_evaluator = val_evaluator
 
-max_epochs = 12
-train_cfg = dict(max_epochs=max_epochs, val_interval=4)
+max_epochs = 4
+train_cfg = dict(max_epochs=max_epochs, val_interval=2)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=100),
+         end=50),
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,
-         milestones=[9, 11], gamma=0.1)
+         milestones=[3], gamma=0.1)
 ]
 optim_wrapper = dict(
     type='OptimWrapper',  # fp32: AMP needs a GPU
@@ -66,5 +69,5 @@ optim_wrapper = dict(
 auto_scale_lr = dict(base_batch_size=2)
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=4, max_keep_ckpts=2))
+    checkpoint=dict(interval=2, max_keep_ckpts=1))
 log_processor = dict(window_size=10)

@@ -2,9 +2,10 @@
 # from scratch on 128x128 shapes (3 classes, generated on first use, see
 # ../_base_/datasets/toy_shapes.py), sized for a 2-core CPU:
 #   python tools/train.py configs/mask_rcnn/gcvit_xxt_shapes.py
-# Same model and no-decay rule as gcvit_xxt_coco.py; differs in data,
-# schedule and lr, fp32, windows that fit 128 px, 128 FPN channels, and
-# fewer anchors, proposals and samples.
+# Same backbone and no-decay rule as gcvit_xxt_coco.py; differs in data,
+# schedule, fp32, windows that fit 128 px, 128 FPN channels, GroupNorm in the
+# FPN and heads (the usual help when training from scratch, here with a
+# 4conv1fc box head), and fewer anchors, proposals and samples.
 _base_ = ['./gcvit_xxt_coco.py', '../_base_/datasets/toy_shapes.py']
 custom_imports = dict(
     imports=['gcvit_mm', 'gcvit_mm.datasets.toy_coco'],
@@ -13,12 +14,13 @@ custom_imports = dict(
 # Windows tile the 32/16/8/4 maps of a 128x128 image (window 24 would pad
 # the stride-32 map from 4x4 to 24x24).
 fpn_channels = 128
+norm_cfg = dict(type='GN', num_groups=32, requires_grad=True)
 model = dict(
     backbone=dict(
         window_size=(8, 8, 8, 4),
         drop_path_rate=0.1,
         init_cfg=None),  # from scratch: no ImageNet weights needed
-    neck=dict(out_channels=fpn_channels),
+    neck=dict(out_channels=fpn_channels, norm_cfg=norm_cfg),
     rpn_head=dict(
         in_channels=fpn_channels,
         feat_channels=fpn_channels,
@@ -26,12 +28,18 @@ model = dict(
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=fpn_channels),
         bbox_head=dict(
-            in_channels=fpn_channels, fc_out_channels=512, num_classes=3),
+            type='Shared4Conv1FCBBoxHead',
+            in_channels=fpn_channels,
+            conv_out_channels=fpn_channels,
+            fc_out_channels=512,
+            norm_cfg=norm_cfg,
+            num_classes=3),
         mask_roi_extractor=dict(out_channels=fpn_channels),
         mask_head=dict(
             num_convs=2,
             in_channels=fpn_channels,
             conv_out_channels=fpn_channels,
+            norm_cfg=norm_cfg,
             num_classes=3)),
     train_cfg=dict(
         rpn=dict(sampler=dict(num=64)),
@@ -47,13 +55,14 @@ test_dataloader = val_dataloader
 val_evaluator = dict(_delete_=True, **_base_.toy_val_evaluator)
 test_evaluator = val_evaluator
 
-max_epochs = 12
-train_cfg = dict(max_epochs=max_epochs, val_interval=4)
+# 4 epochs of 200 iterations (400 images, 2 per batch), lr / 10 for the last.
+max_epochs = 4
+train_cfg = dict(max_epochs=max_epochs, val_interval=2)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=100),
+         end=50),
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,
-         milestones=[9, 11], gamma=0.1)
+         milestones=[3], gamma=0.1)
 ]
 optim_wrapper = dict(
     type='OptimWrapper',  # fp32: AMP needs a GPU
@@ -62,5 +71,5 @@ optim_wrapper = dict(
 auto_scale_lr = dict(base_batch_size=2)
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=4, max_keep_ckpts=2))
+    checkpoint=dict(interval=2, max_keep_ckpts=1))
 log_processor = dict(window_size=10)
