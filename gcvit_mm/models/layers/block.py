@@ -26,12 +26,18 @@ def window_spans(size: int, window_size: int) -> List[Tuple[slice, int]]:
 
 def write_windows(out: torch.Tensor, windows: torch.Tensor,
                   window_hw: Tuple[int, int]) -> None:
-    """Write (B * nW, wh*ww, C) windows into the (B, H, W, C) view ``out``:
-    :func:`window_reverse` fused with the copy into the output map."""
+    """Write per-head window outputs into the (B, H, W, C) view ``out``.
+
+    ``windows`` is (B * nW, heads, wh*ww, head_dims), heads * head_dims = C,
+    as attention returns it: merging the heads, :func:`window_reverse` and
+    the crop into the output map all happen in this one copy.
+    """
     B, H, W, C = out.shape
+    heads, d = windows.shape[1], windows.shape[3]
     wh, ww = window_hw
-    windows = windows.view(B, H // wh, W // ww, wh, ww, C)
-    out.view(B, H // wh, wh, W // ww, ww, C).copy_(windows.transpose(2, 3))
+    windows = windows.view(B, H // wh, W // ww, heads, wh, ww, d)
+    out = out.view(B, H // wh, wh, W // ww, ww, heads, d)
+    out.copy_(windows.permute(0, 1, 4, 2, 5, 3, 6))
 
 
 class Mlp(nn.Sequential):
@@ -129,22 +135,25 @@ class GCViTBlock(nn.Module):
         and the partial last row / column / corner. Only the partial ones
         are zero-padded (their padding still serves as keys), and each
         group queries only its real tokens: at 800x1216 with w=24 the
-        stride-16 map is 50x76 but its padded windows cover 72x96.
+        stride-16 map is 50x76 but its padded windows cover 72x96. The
+        output projection runs once, on the assembled map.
         """
         B, H, W, C = x.shape
         w = self.window_size
-        out = x.new_empty(B, H, W, C)
+        out = None  # allocated like the attention output (autocast dtype)
         bias = self.attn.relative_position_bias()  # shared by the groups
         for rows, qh in window_spans(H, w):
             for cols, qw in window_spans(W, w):
                 region = x[:, rows, cols]
                 if qh < w or qw < w:
                     region = F.pad(region, (0, 0, 0, w - qw, 0, w - qh))
-                windows = self.attn(
+                windows = self.attn.attend(
                     window_partition(region, w), global_tokens, (qh, qw),
                     bias)
+                if out is None:
+                    out = windows.new_empty(B, H, W, C)
                 write_windows(out[:, rows, cols], windows, (qh, qw))
-        return out
+        return self.attn.project(out)
 
     def forward(self,
                 x: torch.Tensor,

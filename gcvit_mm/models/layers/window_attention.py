@@ -118,33 +118,36 @@ class WindowAttention(nn.Module):
         x = x.view(B_, N, parts, self.num_heads, self.head_dims)
         return x.permute(2, 0, 3, 1, 4)
 
-    def _global_queries(self, global_tokens: torch.Tensor,
-                        num_windows: int) -> torch.Tensor:
-        """(B, N, C) global tokens -> (B * nW, heads, N, head_dims) queries.
+    def _crop_queries(self, x: torch.Tensor,
+                      query_size: Optional[Tuple[int, int]]) -> torch.Tensor:
+        """(..., N, D) over the w x w window -> (..., qh*qw, D) over its
+        top-left qh x qw tokens (unchanged when None or the whole window)."""
+        w = self.window_size
+        if query_size is None or tuple(query_size) == (w, w):
+            return x
+        qh, qw = query_size
+        return x.unflatten(-2, (w, w))[..., :qh, :qw, :].flatten(-3, -2)
 
-        Window k of image b attends with image b's tokens. The expand is a
-        view; the reshape copies only when B > 1.
+    def _global_queries(self, global_tokens: torch.Tensor,
+                        query_size: Optional[Tuple[int, int]],
+                        num_windows: int) -> torch.Tensor:
+        """(B, N, C) global tokens -> (B * nW, heads, Nq, head_dims) queries.
+
+        Window k of image b attends with image b's tokens. Cropped before
+        the expand, which is a view; the reshape copies only when B > 1.
         """
         B, N, _ = global_tokens.shape
-        q = global_tokens.view(B, 1, N, self.num_heads, self.head_dims)
-        q = q.permute(0, 1, 3, 2, 4).expand(B, num_windows // B, -1, -1, -1)
-        return q.reshape(num_windows, self.num_heads, N, self.head_dims)
+        q = global_tokens.view(B, N, self.num_heads, self.head_dims)
+        q = self._crop_queries(q.transpose(1, 2), query_size)
+        q = q.unsqueeze(1).expand(-1, num_windows // B, -1, -1, -1)
+        return q.reshape(num_windows, *q.shape[2:])
 
-    def _crop_queries(self, x: torch.Tensor,
-                      query_size: Tuple[int, int]) -> torch.Tensor:
-        """(..., N, D) over the w x w window -> (..., qh*qw, D) over its
-        top-left qh x qw tokens."""
-        qh, qw = query_size
-        w = self.window_size
-        x = x.unflatten(-2, (w, w))[..., :qh, :qw, :]
-        return x.flatten(-3, -2)
-
-    def forward(self,
-                x: torch.Tensor,
-                global_tokens: Optional[torch.Tensor] = None,
-                query_size: Optional[Tuple[int, int]] = None,
-                bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Attend within windows.
+    def attend(self,
+               x: torch.Tensor,
+               global_tokens: Optional[torch.Tensor] = None,
+               query_size: Optional[Tuple[int, int]] = None,
+               bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Attention within windows, before the output projection.
 
         Args:
             x: (B * nW, N, C) windows, image-major (all windows of image 0
@@ -158,30 +161,38 @@ class WindowAttention(nn.Module):
                 gather between several calls.
 
         Returns:
-            (B * nW, Nq, C), Nq = qh * qw (N when ``query_size`` is None).
+            (B * nW, heads, Nq, head_dims), Nq = qh * qw (N when
+            ``query_size`` is None).
         """
-        B_, N, C = x.shape
         if self.use_global:
             if global_tokens is None:
                 raise ValueError('a global attention block needs global_tokens')
             k, v = self._split_heads(self.kv(x), 2).unbind(0)
-            q = self._global_queries(global_tokens, B_)
+            q = self._global_queries(global_tokens, query_size, x.shape[0])
         else:
             q, k, v = self._split_heads(self.qkv(x), 3).unbind(0)
+            q = self._crop_queries(q, query_size)
         if bias is None:
             bias = self.relative_position_bias()
-        bias = bias.to(q.dtype)
-        if query_size is not None and query_size != (self.window_size, ) * 2:
-            q = self._crop_queries(q, query_size)
-            bias = self._crop_queries(bias, query_size)
+        bias = self._crop_queries(bias.to(q.dtype), query_size)
 
         attn_drop = self.attn_drop if self.training else 0.
         if self.use_sdpa:
-            x = F.scaled_dot_product_attention(
+            return F.scaled_dot_product_attention(
                 q, k, v, attn_mask=bias, dropout_p=attn_drop)
-        else:
-            attn = (q * self.scale) @ k.transpose(-2, -1) + bias
-            attn = F.dropout(attn.softmax(dim=-1), attn_drop)
-            x = attn @ v
-        x = x.transpose(1, 2).reshape(B_, -1, C)
+        attn = (q * self.scale) @ k.transpose(-2, -1) + bias
+        attn = F.dropout(attn.softmax(dim=-1), attn_drop)
+        return attn @ v
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Output projection (and dropout) of merged heads: (..., C)."""
         return self.proj_drop(self.proj(x))
+
+    def forward(self,
+                x: torch.Tensor,
+                global_tokens: Optional[torch.Tensor] = None,
+                query_size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """(B * nW, N, C) windows -> (B * nW, Nq, C); see :meth:`attend`."""
+        x = self.attend(x, global_tokens, query_size)
+        B_, _, Nq, _ = x.shape
+        return self.project(x.transpose(1, 2).reshape(B_, Nq, -1))
