@@ -4,13 +4,13 @@
 # Counted like the paper's mmdet 2.x `forward_dummy`: one image of --shape,
 # backbone + neck + RPN head convolutions + RoI heads on 1000 proposals (mask
 # head on the first 100). One FLOP is one multiply-add, as in mmcv and
-# mmengine. Two counts:
+# mmengine. Two counts from one trace:
 #   * with attention: the backbone's attention matmuls (q @ k^T and attn @ v)
-#     counted; mmengine counts aten::matmul, so we run GCViT(use_sdpa=False),
-#     whose plain-math attention gives the same outputs.
-#   * without attention: those matmuls skipped (the fused
-#     scaled_dot_product_attention op is not in mmengine's table), as mmcv
-#     1.x's module-hook counter, which the paper used, skipped them.
+#     counted. mmengine counts aten::matmul but not the fused
+#     scaled_dot_product_attention, so we trace GCViT(use_sdpa=False), whose
+#     plain-math attention gives the same outputs.
+#   * without attention: the same minus those matmuls, as mmcv 1.x's
+#     module-hook counter, which the paper used, never saw them.
 import argparse
 import os.path as osp
 import sys
@@ -55,6 +55,16 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def _tensors(obj):
+    """All tensors in nested tuples/lists: the trace keeps only the ops
+    that reach an output, so every head output must be one."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            yield from _tensors(item)
+
+
 class DetDummy(torch.nn.Module):
     """mmdet 2.x's ``forward_dummy``: features, RPN head, RoI heads on fixed
     random proposals (no NMS, so the count does not depend on weights)."""
@@ -71,7 +81,7 @@ class DetDummy(torch.nn.Module):
         x = det.extract_feat(img)
         outs = ()
         if getattr(det, 'with_rpn', False):
-            outs += tuple(t for level in det.rpn_head(x) for t in level)
+            outs += tuple(_tensors(det.rpn_head(x)))
         if hasattr(det, 'roi_head'):
             h, w = self.shape
             gen = torch.Generator().manual_seed(0)
@@ -84,8 +94,23 @@ class DetDummy(torch.nn.Module):
             sample = DetDataSample(metainfo=dict(
                 img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
                 batch_input_shape=(h, w), scale_factor=(1., 1.)))
-            roi_outs = det.roi_head.forward(x, [proposals], [sample])
-            outs += tuple(t for t in roi_outs if isinstance(t, torch.Tensor))
+            roi_head = det.roi_head
+            if hasattr(roi_head, 'num_stages'):
+                # Cascade: mmdet 2.x CascadeRoIHead.forward_dummy, every box
+                # stage on the 1000 proposals, every mask stage on the first
+                # 100 (mmdet 3's forward runs the masks on all of them).
+                from mmdet.structures.bbox import bbox2roi
+                rois = bbox2roi([proposals.bboxes])
+                for i in range(roi_head.num_stages):
+                    res = roi_head._bbox_forward(i, x, rois)
+                    outs += (res['cls_score'], res['bbox_pred'])
+                if roi_head.with_mask:
+                    for i in range(roi_head.num_stages):
+                        outs += (roi_head._mask_forward(
+                            i, x, rois[:100])['mask_preds'], )
+            else:
+                outs += tuple(_tensors(
+                    roi_head.forward(x, [proposals], [sample])))
         return outs + tuple(x)
 
 
@@ -93,13 +118,15 @@ def is_detector(model):
     return hasattr(model, 'roi_head') or hasattr(model, 'rpn_head')
 
 
-def count(cfg, shape, use_sdpa):
-    from mmengine.analysis import get_model_complexity_info
+def count(cfg, shape):
+    """(params, FLOPs with the attention matmuls, FLOPs without them,
+    is_detector) from one trace of the model with GCViT(use_sdpa=False)."""
+    from mmengine.analysis import FlopAnalyzer, parameter_count
     from mmengine.registry import MODELS
     cfg = cfg.copy()
     backbone = cfg.model.backbone
     if backbone.get('type') == 'GCViT':
-        backbone['use_sdpa'] = use_sdpa
+        backbone['use_sdpa'] = False  # plain q @ k^T and attn @ v matmuls
     backbone.pop('init_cfg', None)  # FLOPs do not need weights
     model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
     h, w = shape
@@ -110,9 +137,15 @@ def count(cfg, shape, use_sdpa):
         wrapped = model
         model.forward = lambda inputs: model._forward(inputs)
     with torch.no_grad():
-        out = get_model_complexity_info(wrapped, inputs=(img, ),
-                                        show_table=False, show_arch=False)
-    return out['params'], out['flops'], is_detector(model)
+        analyzer = FlopAnalyzer(wrapped, (img, ))
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        total = analyzer.total()
+        # GCViT's attention is the only aten::matmul (Linear layers are
+        # addmm/linear, convolutions conv), so 'matmul' is the attention.
+        attention = analyzer.by_operator().get('matmul', 0)
+    params = parameter_count(wrapped)['']
+    return params, total, total - attention, is_detector(model)
 
 
 def main(argv=None):
@@ -123,8 +156,7 @@ def main(argv=None):
     except UserError as e:
         fail(str(e))
     h, w = args.shape
-    params, flops_attn, detector = count(cfg, (h, w), use_sdpa=False)
-    _, flops_no_attn, _ = count(cfg, (h, w), use_sdpa=True)
+    params, flops_attn, flops_no_attn, detector = count(cfg, (h, w))
 
     key = '/'.join(osp.abspath(args.config).split(osp.sep)[-2:])
     paper = PAPER.get(key)
@@ -136,9 +168,11 @@ def main(argv=None):
     print(f'Input shape: (1, 3, {h}, {w}){what}; 1 FLOP = 1 multiply-add')
     print(f'Params: {params / 1e6:.1f} M')
     print(f'FLOPs (mmengine, with attention matmuls):    '
-          f'{flops_attn / 1e9:.1f} G')
+          f'{flops_attn / 1e9:.2f} G')
     print(f'FLOPs (without attention matmuls, as mmcv 1.x): '
-          f'{flops_no_attn / 1e9:.1f} G')
+          f'{flops_no_attn / 1e9:.2f} G')
+    print(f'Attention matmuls (q @ k^T, attn @ v):          '
+          f'{(flops_attn - flops_no_attn) / 1e9:.3f} G')
     if paper:
         p_params, p_flops = paper
         print(f'Paper (mmcv 1.x counter, 1280x800): {p_params} M params, '
