@@ -156,3 +156,23 @@ def test_no_weight_decay_on_bias_tables_and_norms(name):
     tables = {n for n in named if n.endswith('relative_position_bias_table')}
     assert tables and layer_norms
     assert all(wd(n) == 0. for n in layer_norms | tables)
+
+
+def test_test_tool_tta_wraps_the_segmentor():
+    """`tools/test.py CONFIG CKPT --tta` runs the multi-scale + flip setting:
+    the config's tta_pipeline and its segmentor inside tta_model."""
+    import importlib.util
+    import sys
+    sys.path.insert(0, osp.join(REPO, 'tools'))  # for tools/common.py
+    spec = importlib.util.spec_from_file_location(
+        'gcvit_test_tool', osp.join(REPO, 'tools', 'test.py'))
+    test_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_tool)
+    config = osp.join(CONFIG_DIR, 'gcvit_t_ade20k.py')
+    cfg = test_tool.build_cfg(test_tool.parse_args([config, 'x.pth', '--tta']))
+    assert cfg.model.type == 'SegTTAModel'
+    assert cfg.model.module.backbone.type == 'GCViT'
+    assert cfg.test_dataloader.dataset.pipeline == load(
+        'gcvit_t_ade20k.py').tta_pipeline
+    plain = test_tool.build_cfg(test_tool.parse_args([config, 'x.pth']))
+    assert plain.model.type == 'EncoderDecoder'

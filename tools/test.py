@@ -42,6 +42,11 @@ def parse_args(argv=None):
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
+        '--tta',
+        action='store_true',
+        help='test-time augmentation (multi-scale + flip) with the '
+        "config's tta_model and tta_pipeline")
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -92,6 +97,15 @@ def build_cfg(args):
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         trigger_visualization_hook(cfg, args, scope)
+    if args.tta:
+        # As mmdet's and mmseg's own test.py: wrap the model in tta_model.
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise UserError('--tta needs tta_model and tta_pipeline in the '
+                            'config (mmseg::_base_/datasets/ade20k.py has '
+                            'them)')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
     if args.out is not None:
         if scope == 'mmseg':
             cfg.test_evaluator['output_dir'] = args.out
