@@ -335,8 +335,8 @@ def print_report(args, device, rows, detectors) -> None:
         'GFLOPs': 'GFLOPs',
     }
     print(f'\n**Machine:** {machine(device)}  ')
-    print(f'**Command:** `python tools/benchmark.py {" ".join(sys.argv[1:])}`'
-          '  ')
+    command = ' '.join(['python tools/benchmark.py', *sys.argv[1:]])
+    print(f'**Command:** `{command}`  ')
     print(f'forward: batch 1, {H}x{W}; train step: batch {B}, {TH}x{TW}, '
           f'fp32; median of {args.repeats} (forward) / {args.train_repeats} '
           f'(train) interleaved repeats after {args.warmup} warm-up; '
