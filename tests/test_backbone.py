@@ -119,6 +119,18 @@ def test_imagenet_geometry_needs_no_resize_or_padding(monkeypatch):
     assert maps == [(56, 56), (28, 28), (14, 14), (7, 7)]
 
 
+def test_a_one_block_stage_has_no_unused_parameters():
+    """Global blocks are the odd ones: a stage of depth 1 needs no token
+    generator, whose unused parameters would make DDP fail."""
+    model = GCViT(dict(SMALL_ARCH, depths=(1, 2, 1, 2))).train()
+    assert model.stages[0].token_generator is None
+    assert model.stages[1].token_generator is not None
+    outs = model(torch.rand(1, 3, 64, 64))
+    sum(o.sum() for o in outs).backward()
+    unused = [n for n, p in model.named_parameters() if p.grad is None]
+    assert unused == []
+
+
 def test_frozen_stages_stay_frozen_and_in_eval_mode():
     model = GCViT(SMALL_ARCH, frozen_stages=2)
     assert model.train() is model

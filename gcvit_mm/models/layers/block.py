@@ -201,8 +201,10 @@ class GCViTStage(nn.Module):
         channels = 2 * in_channels if downsample else in_channels
         self.out_channels = channels
         self.with_cp = with_cp
-        self.token_generator = GlobalTokenGenerator(channels, window_size,
-                                                    *generator_layout)
+        # Only odd blocks are global: a one-block stage has no use for
+        # tokens, and unused parameters would break DDP.
+        self.token_generator = GlobalTokenGenerator(
+            channels, window_size, *generator_layout) if depth > 1 else None
         self.blocks = nn.ModuleList(
             GCViTBlock(
                 channels,
@@ -216,7 +218,8 @@ class GCViTStage(nn.Module):
         """(B, C_in, H, W) -> (B, C, H', W'); H' = ceil(H/2) if downsample."""
         if self.downsample is not None:
             x = self.downsample(x)
-        global_tokens = self.token_generator(x)
+        global_tokens = (self.token_generator(x)
+                         if self.token_generator is not None else None)
         x = x.permute(0, 2, 3, 1)
         for block in self.blocks:
             tokens = global_tokens if block.use_global else None
