@@ -199,7 +199,6 @@ class GCViTStage(nn.Module):
         super().__init__()
         self.downsample = ReduceSize(in_channels) if downsample else None
         channels = 2 * in_channels if downsample else in_channels
-        self.out_channels = channels
         self.with_cp = with_cp
         # Only odd blocks are global: a one-block stage has no use for
         # tokens, and unused parameters would break DDP.
