@@ -60,9 +60,10 @@ setup(
         'tests': parse_requirements('requirements/tests.txt'),
         'mim': parse_requirements('requirements/mminstall.txt'),
     },
+    # No 'License ::' classifier: setuptools >= 77 deprecates those (a
+    # warning on every build); `license` above says it.
     classifiers=[
         'Programming Language :: Python :: 3',
-        'License :: OSI Approved :: Apache Software License',
         'Operating System :: OS Independent',
     ],
     zip_safe=False,
