@@ -6,6 +6,7 @@ checkpoints under torch's safe loading.
 """
 from .version import __version__, version_info
 from .models import GCViT  # noqa: F401  (registers the backbone)
+from .engine import AtomicCheckpointHook  # noqa: F401  (registers the hook)
 from .utils import allow_mmengine_checkpoint_globals
 
 allow_mmengine_checkpoint_globals()

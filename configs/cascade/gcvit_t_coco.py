@@ -8,6 +8,9 @@ _base_ = 'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_a
 # (replaces the base's mmpretrain import: ConvNeXt is not used)
 custom_imports = dict(imports=['gcvit_mm'], allow_failed_imports=False)
 
+# Never a partial checkpoint; --resume survives a kill mid-save (issue 8).
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+
 pretrained = 'https://huggingface.co/nvidia/GCViT/resolve/main/gcvit_1k_tiny.pth.tar'  # noqa
 
 model = dict(

@@ -7,6 +7,9 @@
 _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
 custom_imports = dict(imports=['gcvit_mm'], allow_failed_imports=False)
 
+# Never a partial checkpoint; --resume survives a kill mid-save (issue 8).
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+
 # ImageNet-1K weights, pretrained with windows (7, 7, 14, 7); the relative
 # position tables are resized to window 24 on load. A local path works too.
 pretrained = 'https://huggingface.co/nvidia/GCViT/resolve/main/gcvit_1k_tiny.pth.tar'  # noqa

@@ -11,6 +11,9 @@ _base_ = [
 ]
 custom_imports = dict(imports=['gcvit_mm'], allow_failed_imports=False)
 
+# Never a partial checkpoint; --resume survives a kill mid-save (issue 8).
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)
 # ImageNet-1K weights in the paper's format (windows 7, 7, 14, 7); the
