@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from gcvit_mm import GCViT
-from gcvit_mm.checkpoint import convert_state_dict, detect_format
+from gcvit_mm.checkpoint import (CheckpointError, convert_state_dict,
+                                 detect_format)
 from checkpoint_formats import to_paper, to_timm
 from conftest import SMALL_ARCH, randomize_, stage_outputs
 
@@ -124,13 +125,103 @@ class Payload:
         return (os.system, ('echo pwned > /dev/null', ))
 
 
-def test_checkpoint_that_would_run_code_is_refused(tmp_path, source):
+class OpenPayload:
+    """Pickles as io.open(...): not blocked by module, just not allowed."""
+
+    def __reduce__(self):
+        return (open, ('/dev/null', 'r'))
+
+
+@pytest.mark.parametrize('payload, name', [(Payload(), 'posix.system'),
+                                           (OpenPayload(), 'io.open')])
+def test_checkpoint_that_would_run_code_is_refused_naming_the_global(
+        tmp_path, source, payload, name):
     model, _ = source
     path = tmp_path / 'evil.pth'
-    torch.save({'state_dict': to_timm(model.state_dict()), 'x': Payload()},
+    torch.save({'state_dict': to_timm(model.state_dict()), 'x': payload},
                path)
-    with pytest.raises(ValueError, match='Refusing to load.*safe loading'):
+    with pytest.raises(CheckpointError) as err:
         pretrained(path)
+    msg = str(err.value)
+    assert msg.startswith(
+        f'refusing to load {path}: it holds a Python object that safe '
+        f'loading does not allow ({name}); only tensors')
+    assert "Re-save just its state_dict" in msg
+    assert 'weights_only' not in msg and '\n' not in msg
+
+
+def test_refused_global_parses_torch_and_resolver_messages():
+    from gcvit_mm.checkpoint import refused_global
+    wrapped = ('Weights only load failed. ...\n\tWeightsUnpickler error: '
+               'Unsupported global: GLOBAL io.open was not an allowed global '
+               'by default. Please use ...')
+    assert refused_global(wrapped) == 'io.open'
+    assert refused_global('Trying to load unsupported GLOBAL posix.system '
+                          'whose module posix is blocked.') == 'posix.system'
+    assert refused_global("refusing getattr(<class 'x.H'>, '__init__') "
+                          'while loading a checkpoint') == (
+                              "getattr(<class 'x.H'>, '__init__')")
+    assert refused_global('Unsupported operand 149') is None
+
+
+def _arch_checkpoint(tmp_path, arch):
+    path = tmp_path / f'{arch}.pth'
+    torch.save({'state_dict': GCViT(arch).state_dict()}, path)
+    return path
+
+
+def test_weights_of_an_arch_with_fewer_blocks_are_an_error(tmp_path):
+    """xxtiny (2, 2, 6, 2) into xtiny (3, 4, 6, 5): same width, so every
+    shape fits, but 9 blocks would stay random."""
+    path = _arch_checkpoint(tmp_path, 'xxtiny')
+    model = GCViT('xtiny', init_cfg=dict(type='Pretrained',
+                                         checkpoint=str(path)))
+    with pytest.raises(CheckpointError) as err:
+        model.init_weights()
+    assert str(err.value) == (
+        f"Checkpoint {str(path)!r} (gcvit_mm format) lacks 78 of the 300 "
+        f"tensors of this GCViT (stages.0.blocks.2.*, stages.1.blocks.2.*, "
+        f"stages.1.blocks.3.*, stages.3.blocks.2.*, stages.3.blocks.3.* "
+        f"(+1 more)): it is for another arch: its depths are (2, 2, 6, 2), "
+        f"as arch 'xxtiny', this model's (3, 4, 6, 5). Set `arch` to match "
+        f"the checkpoint, or load it partially on purpose with init_cfg="
+        f"dict(type='Pretrained', checkpoint=..., strict=False)")
+
+
+def test_weights_of_an_arch_with_more_blocks_are_an_error(tmp_path):
+    path = _arch_checkpoint(tmp_path, 'xtiny')
+    model = GCViT('xxtiny', init_cfg=dict(type='Pretrained',
+                                          checkpoint=str(path)))
+    with pytest.raises(CheckpointError,
+                       match=r"has 78 tensors this GCViT lacks "
+                       r"\(stages\.0\.blocks\.2\.\*.*its depths are "
+                       r"\(3, 4, 6, 5\), as arch 'xtiny', this model's "
+                       r"\(2, 2, 6, 2\)"):
+        model.init_weights()
+
+
+def test_partial_load_on_purpose_with_strict_false(tmp_path, caplog):
+    path = _arch_checkpoint(tmp_path, 'xxtiny')
+    source = torch.load(path, weights_only=True)['state_dict']
+    model = GCViT('xtiny', init_cfg=dict(type='Pretrained',
+                                         checkpoint=str(path), strict=False))
+    from gcvit_mm.checkpoint import load_pretrained
+    with caplog.at_level('WARNING'):
+        load_pretrained(model, str(path), logging.getLogger('gcvit_test'),
+                        strict=False)
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelname == 'WARNING']
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "missing keys (left at their initial values): ['stages.0.blocks.2.")
+    loaded = model.state_dict()
+    assert all(torch.equal(v, loaded[k]) for k, v in source.items()
+               if not k.startswith('norm'))
+    model.init_weights()  # the same through init_cfg: no error
+    with pytest.raises(CheckpointError, match="strict must be True or "
+                       "False, got 'no'"):
+        GCViT('xtiny', init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                     strict='no')).init_weights()
 
 
 def test_detector_checkpoint_backbone_prefix_is_understood(source):

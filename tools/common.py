@@ -5,7 +5,6 @@ scope comes from the config's ``default_scope``.
 """
 import os
 import os.path as osp
-import pickle
 import re
 import sys
 import traceback
@@ -14,7 +13,11 @@ from typing import Iterator, List, Optional, Tuple
 
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.logging import print_log
+
+# Also routes mmengine's checkpoint loading through the safe loader.
+from gcvit_mm.checkpoint import CheckpointError, load_checkpoint_file
 
 TRACEBACK_ENV = 'GCVIT_MM_TRACEBACK'
 
@@ -22,6 +25,10 @@ TRACEBACK_ENV = 'GCVIT_MM_TRACEBACK'
 class UserError(Exception):
     """An error in the user's input (config, paths, checkpoint) that is
     reported as a single ``error: ...`` line."""
+
+
+# Errors whose type says they are about the user's input, wherever raised.
+INPUT_ERRORS = (UserError, CheckpointError)
 
 
 def one_line(exc: BaseException) -> str:
@@ -69,9 +76,9 @@ class _UserErrors:
             return False
         if os.environ.get(TRACEBACK_ENV, '0') not in ('', '0'):
             return False
-        if not isinstance(exc, self.exc_types + (UserError, )):
+        if not isinstance(exc, self.exc_types + INPUT_ERRORS):
             return False
-        if self.only_from is not None and not isinstance(exc, UserError):
+        if self.only_from is not None and not isinstance(exc, INPUT_ERRORS):
             names = {frame.name for frame in traceback.extract_tb(tb)}
             if not names & set(self.only_from):
                 return False
@@ -182,16 +189,24 @@ def _datasets(node, key: str) -> Iterator[Tuple[str, dict]]:
         yield key, node
 
 
+def registered_class(registry, type_) -> Optional[type]:
+    """The class that ``type_`` (a name or a class) names in ``registry``
+    under the current default scope (mmdet, mmseg, ...); None if unknown,
+    which is left to the runner to report."""
+    if not isinstance(type_, str):
+        return type_
+    try:
+        with registry.switch_scope_and_registry(None) as scoped:
+            return scoped.get(type_)
+    except Exception:
+        return None
+
+
 def _generates_own_data(dataset_cfg: dict) -> bool:
     """Dataset classes with ``generates_missing_data = True`` (the embedded
     toy datasets) create their files on first use."""
     from mmengine.registry import DATASETS
-    try:
-        # the registry of the current default scope (mmdet, mmseg, ...)
-        with DATASETS.switch_scope_and_registry(None) as registry:
-            cls = registry.get(dataset_cfg.get('type'))
-    except Exception:  # unknown type: left to the runner to report
-        return False
+    cls = registered_class(DATASETS, dataset_cfg.get('type'))
     return bool(getattr(cls, 'generates_missing_data', False))
 
 
@@ -272,7 +287,8 @@ def check_data_paths(cfg: Config, sections: List[str]) -> None:
 # ------------------------------------------------------------ checkpoints
 def check_checkpoint_file(path: Optional[str], what: str) -> None:
     """A local checkpoint must exist and be a complete torch file (zip
-    archive with its pickle, or a legacy pickle that loads)."""
+    archive with its pickle, or a legacy pickle that the safe loader
+    loads)."""
     if not path or '://' in path or path == 'auto':
         return
     if not osp.isfile(path):
@@ -298,11 +314,9 @@ def check_checkpoint_file(path: Optional[str], what: str) -> None:
                         f'checkpoint (truncated download?); re-download or '
                         f're-save it')
     try:
-        torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError:
-        return  # readable, but holds non-tensor objects: the loader decides
-    except Exception as e:  # noqa: BLE001
-        raise UserError(f'{what} {path!r} is corrupt: {one_line(e)}') from None
+        load_checkpoint_file(path)
+    except CheckpointError as e:
+        raise UserError(f'{what}: {e}') from None
 
 
 def pretrained_checkpoints(cfg: Config) -> Iterator[str]:
@@ -320,7 +334,53 @@ def pretrained_checkpoints(cfg: Config) -> Iterator[str]:
             stack.extend(node)
 
 
-# Functions below which an exception is about a checkpoint file.
+def weights_not_covered(model: torch.nn.Module, checkpoint: dict
+                        ) -> Tuple[List[str], List[str], int]:
+    """(missing, other shape, total): the keys of the model's state_dict
+    that the checkpoint lacks, those whose shape differs, and how many keys
+    the model has, after the key revision of mmengine's
+    Runner.load_checkpoint (``^module.`` stripped). As mmengine's
+    load_state_dict: wrappers and test-time augmentation models load into
+    their ``.module``; BN's ``num_batches_tracked`` does not count."""
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    state = checkpoint.get('state_dict', checkpoint)
+    present = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
+    expected = {k: v for k, v in model.state_dict().items()
+                if not k.endswith('num_batches_tracked')}
+    missing = [k for k in expected if k not in present]
+    other_shape = [k for k, v in expected.items() if k in present and
+                   getattr(present[k], 'shape', v.shape) != v.shape]
+    return missing, other_shape, len(expected)
+
+
+class RequireFullCheckpoint(Hook):
+    """Refuse (UserError) a loaded checkpoint that does not give every weight
+    of the model: evaluating random weights is never what was meant. Runs
+    last among the ``after_load_checkpoint`` hooks, i.e. on the checkpoint
+    as it goes into the model."""
+
+    priority = 'VERY_LOW'
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        missing, other_shape, total = weights_not_covered(
+            runner.model, checkpoint)
+        for keys, problem in ((missing, 'lacks'),
+                              (other_shape, 'has another shape for')):
+            if keys:
+                raise UserError(
+                    f'checkpoint {self.path!r} {problem} {len(keys)} of the '
+                    f"model's {total} weights (e.g. {', '.join(keys[:3])}): "
+                    f'is it a checkpoint of this config? Test with the '
+                    f'checkpoint that training this config wrote (its '
+                    f'work_dir/*.pth)')
+
+
+# mmengine's functions below which an exception is about a checkpoint file
+# (gcvit_mm's own loader raises CheckpointError, caught by its type).
 CHECKPOINT_FUNCS = ('load_checkpoint', 'resume', 'load_or_resume',
-                    'load_pretrained', 'load_checkpoint_file',
                     '_load_checkpoint', 'init_weights')

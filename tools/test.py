@@ -14,9 +14,10 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import (CHECKPOINT_FUNCS, UserError, adapt_to_device,  # noqa: E402
-                    check_checkpoint_file, check_data_paths, fail,
-                    load_config, scope_of, user_errors)
+from common import (CHECKPOINT_FUNCS, RequireFullCheckpoint,  # noqa: E402
+                    UserError, adapt_to_device, check_checkpoint_file,
+                    check_data_paths, fail, load_config, scope_of,
+                    user_errors)
 
 
 def parse_args(argv=None):
@@ -132,6 +133,8 @@ def main(argv=None):
             runner = Runner.from_cfg(cfg)
         else:
             runner = RUNNERS.build(cfg)
+    # A checkpoint that leaves weights at random is refused, not evaluated.
+    runner.register_hook(RequireFullCheckpoint(args.checkpoint))
 
     if args.out is not None and scope_of(cfg) != 'mmseg':
         from mmdet.evaluation import DumpDetResults

@@ -1,3 +1,4 @@
-from .safe_loading import allow_mmengine_checkpoint_globals
+from .safe_loading import (allow_mmengine_checkpoint_globals,
+                           install_safe_loading)
 
-__all__ = ['allow_mmengine_checkpoint_globals']
+__all__ = ['allow_mmengine_checkpoint_globals', 'install_safe_loading']

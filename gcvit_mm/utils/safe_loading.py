@@ -18,13 +18,25 @@ mmengine's CheckpointHook holds exactly these globals (listed by
 allowed object to ``os.system``. In its place the unpickler gets
 :func:`history_buffer_method`, which resolves only HistoryBuffer's own
 statistics methods and refuses everything else.
+
+mmengine's own loaders call ``torch.load`` without ``weights_only``, which
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (a common workaround) turns into
+``weights_only=False``: a checkpoint could then run code. So
+:func:`install_safe_loading` also routes mmengine's local and http(s)
+checkpoint schemes (``load_from``, ``--resume``, ``init_detector``, any
+``Pretrained`` init) through :func:`gcvit_mm.checkpoint.load_checkpoint_file`,
+which always passes ``weights_only=True``.
 """
 import pickle
 from typing import Any
 
 import numpy as np
 import torch
+from mmengine.dist import get_dist_info
 from mmengine.logging import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader
+
+from ..checkpoint.load import load_checkpoint_file
 
 
 def history_buffer_method(owner: Any, name: str) -> Any:
@@ -59,3 +71,34 @@ def allow_mmengine_checkpoint_globals() -> None:
         return
     add(_numpy_globals() + [HistoryBuffer])
     add([(history_buffer_method, 'builtins.getattr')])
+
+
+# mmengine logs "Loads checkpoint by {__name__[10:]} backend": keep its names.
+def load_from_local(filename: str, map_location=None) -> Any:
+    """mmengine's local-path scheme, loaded safely."""
+    return load_checkpoint_file(filename, map_location)
+
+
+def load_from_http(filename: str, map_location=None, **kwargs) -> Any:
+    """mmengine's http(s) scheme, loaded safely; as mmengine's, rank 0
+    downloads first and the other ranks then read its cached copy."""
+    rank, world_size = get_dist_info()
+    if rank == 0:
+        checkpoint = load_checkpoint_file(filename, map_location)
+    if world_size > 1:
+        torch.distributed.barrier()
+        if rank > 0:
+            checkpoint = load_checkpoint_file(filename, map_location)
+    return checkpoint
+
+
+_SAFE_SCHEMES = {'': load_from_local, ('http://', 'https://'): load_from_http}
+
+
+def install_safe_loading() -> None:
+    """Allow mmengine's checkpoint globals and route its local and http(s)
+    checkpoint schemes through the safe loader (idempotent; ``import
+    gcvit_mm`` calls it)."""
+    allow_mmengine_checkpoint_globals()
+    for prefixes, loader in _SAFE_SCHEMES.items():
+        CheckpointLoader.register_scheme(prefixes, loader, force=True)

@@ -50,7 +50,16 @@ class GCViT(BaseModule):
             math). Default: True.
         init_cfg (dict, optional): ``dict(type='Pretrained',
             checkpoint=PATH_OR_URL)`` loads the paper's, timm's or our
-            checkpoint format.
+            checkpoint format, always with ``torch.load(weights_only=True)``.
+            The checkpoint must be of this arch: a tensor whose shape differs
+            is an error, and so is any tensor of the backbone that the
+            checkpoint lacks (the new output norms ``norm{i}`` aside) or any
+            tensor of the checkpoint that the backbone lacks, e.g.
+            ``'xxtiny'`` weights in an ``'xtiny'`` model (same width, fewer
+            blocks). A partial load on purpose says so, as in mmengine's
+            ``load_checkpoint(strict=...)``: ``dict(type='Pretrained',
+            checkpoint=..., strict=False)`` allows missing and unexpected
+            tensors, logged as warnings (shapes must still match).
 
     Example:
         >>> model = GCViT('tiny', window_size=24)
@@ -95,14 +104,10 @@ class GCViT(BaseModule):
                  use_sdpa: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.arch_settings = self._parse_arch(arch)
+        self.arch_settings, self.window_size, self.out_indices = \
+            self.check_args(arch, window_size, out_indices, frozen_stages)
         dim, depths, num_heads = (self.arch_settings[k]
                                   for k in ('dim', 'depths', 'num_heads'))
-        self.window_size = self._per_stage(window_size, 'window_size')
-        self.out_indices = self._check_out_indices(out_indices)
-        if not -1 <= frozen_stages <= NUM_STAGES:
-            raise ValueError(f'frozen_stages must be in [-1, {NUM_STAGES}], '
-                             f'got {frozen_stages}')
         self.frozen_stages = frozen_stages
         self.in_channels = in_channels
         self.pretrain_img_size = pretrain_img_size
@@ -137,13 +142,30 @@ class GCViT(BaseModule):
             self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
         self._freeze_stages()
 
-    def _parse_arch(self, arch: Union[str, dict]) -> dict:
+    @classmethod
+    def check_args(cls, arch: Union[str, dict],
+                   window_size: Union[int, Sequence[int]],
+                   out_indices: Sequence[int], frozen_stages: int) -> tuple:
+        """Validate the arguments that need no layers: (arch settings,
+        window per stage, out_indices), or a ``ValueError``/``TypeError``
+        naming the fix. A classmethod so that tools check configs before
+        building anything."""
+        arch_settings = cls._parse_arch(arch)
+        window_size = cls._per_stage(window_size, 'window_size')
+        out_indices = cls._check_out_indices(out_indices)
+        if not -1 <= frozen_stages <= NUM_STAGES:
+            raise ValueError(f'frozen_stages must be in [-1, {NUM_STAGES}], '
+                             f'got {frozen_stages}')
+        return arch_settings, window_size, out_indices
+
+    @classmethod
+    def _parse_arch(cls, arch: Union[str, dict]) -> dict:
         if isinstance(arch, str):
-            if arch not in self.arch_zoo:
+            if arch not in cls.arch_zoo:
                 raise ValueError(f'Unknown GCViT arch {arch!r}; choose one of '
-                                 f'{sorted(self.arch_zoo)} or pass a dict with '
+                                 f'{sorted(cls.arch_zoo)} or pass a dict with '
                                  f'keys {ARCH_KEYS}')
-            return dict(self.arch_zoo[arch])
+            return dict(cls.arch_zoo[arch])
         if not isinstance(arch, dict):
             raise TypeError(f'arch must be a str or dict, got {type(arch)}')
         missing = set(ARCH_KEYS) - set(arch)
@@ -154,7 +176,7 @@ class GCViT(BaseModule):
                 f'missing {sorted(missing)}, unknown {sorted(unknown)}')
         arch = dict(arch)
         for key in ('depths', 'num_heads'):
-            arch[key] = self._per_stage(arch[key], f'arch[{key!r}]')
+            arch[key] = cls._per_stage(arch[key], f'arch[{key!r}]')
         return arch
 
     @staticmethod
@@ -203,7 +225,8 @@ class GCViT(BaseModule):
     def init_weights(self) -> None:
         """Initialise like Swin (trunc-normal Linear and bias tables, unit
         LayerNorm), then load ``init_cfg=dict(type='Pretrained',
-        checkpoint=...)`` in the paper's, timm's or our format."""
+        checkpoint=..., strict=True)`` in the paper's, timm's or our format
+        (see the class docstring)."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 trunc_normal_init(module, std=.02, bias=0.)
@@ -214,7 +237,8 @@ class GCViT(BaseModule):
         if self.init_cfg is not None and self.init_cfg.get(
                 'type') == 'Pretrained':
             load_pretrained(self, self.init_cfg['checkpoint'],
-                            MMLogger.get_current_instance())
+                            MMLogger.get_current_instance(),
+                            strict=self.init_cfg.get('strict', True))
             self._is_init = True
         else:
             super().init_weights()
