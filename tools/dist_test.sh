@@ -15,6 +15,12 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 
+# torchrun dies with a long traceback when the port is taken. Only node 0
+# listens on it; the other nodes connect to MASTER_ADDR:PORT.
+if [ "$NODE_RANK" = "0" ]; then
+    python "$(dirname "$0")/check_port.py" "$PORT" "$0" "$NNODES" || exit 1
+fi
+
 PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
 exec python -m torch.distributed.run \
     --nnodes="$NNODES" \

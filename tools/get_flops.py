@@ -24,6 +24,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from common import UserError, fail, load_config, scope_of  # noqa: E402
+from input_checks import check_backbones  # noqa: E402
 
 # (params M, GFLOPs at 1280x800) from the paper's COCO table.
 PAPER = {
@@ -153,6 +154,7 @@ def main(argv=None):
     try:
         cfg = load_config(args.config, args.cfg_options)
         init_default_scope(scope_of(cfg))
+        check_backbones(cfg)
     except UserError as e:
         fail(str(e))
     h, w = args.shape

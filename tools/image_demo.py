@@ -9,7 +9,7 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from common import (UserError, check_checkpoint_file, fail,  # noqa: E402
-                    user_errors)
+                    one_line, user_errors)
 
 
 def parse_args(argv=None):
@@ -26,11 +26,29 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def read_image(path: str):
+    """The image as BGR array; a file OpenCV cannot decode (a text or HTML
+    file named .jpg, a truncated download) is a one-line UserError."""
+    import mmcv
+    img, why = None, 'the file is empty'
+    if osp.getsize(path):
+        try:
+            img = mmcv.imread(path)
+            why = 'not an image format OpenCV can decode'
+        except Exception as e:  # noqa: BLE001  (any decoder failure)
+            why = one_line(e)
+    if img is None:
+        raise UserError(f'cannot read image {path!r} ({why}); pass a JPEG, '
+                        f'PNG, BMP, TIFF or WebP image')
+    return img
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
         if not osp.isfile(args.img):
             raise UserError(f'image not found: {args.img!r}')
+        img = read_image(args.img)
         if not osp.isfile(args.config):
             raise UserError(f'config file not found: {args.config!r}')
         check_checkpoint_file(args.checkpoint, 'checkpoint')
@@ -50,7 +68,7 @@ def main(argv=None):
 
     visualizer = VISUALIZERS.build(model.cfg.visualizer)
     visualizer.dataset_meta = model.dataset_meta
-    img = mmcv.imconvert(mmcv.imread(args.img), 'bgr', 'rgb')
+    img = mmcv.imconvert(img, 'bgr', 'rgb')
     visualizer.add_datasample(
         'result', img, data_sample=result, draw_gt=False, show=False,
         wait_time=0, out_file=args.out_file, pred_score_thr=args.score_thr)

@@ -18,6 +18,9 @@ from common import (CHECKPOINT_FUNCS, RequireFullCheckpoint,  # noqa: E402
                     UserError, adapt_to_device, check_checkpoint_file,
                     check_data_paths, fail, load_config, scope_of,
                     user_errors)
+from input_checks import (UnreadableImageError,  # noqa: E402
+                          check_annotation_files, check_backbones,
+                          report_unreadable_images)
 
 
 def parse_args(argv=None):
@@ -123,7 +126,10 @@ def main(argv=None):
         cfg = build_cfg(args)
         from mmengine.registry import init_default_scope
         init_default_scope(scope_of(cfg))
-        check_data_paths(cfg, ['test_dataloader', 'test_evaluator'])
+        check_backbones(cfg)
+        sections = ['test_dataloader', 'test_evaluator']
+        check_data_paths(cfg, sections)
+        check_annotation_files(cfg, sections, args.launcher)
         check_checkpoint_file(args.checkpoint, 'checkpoint')
     except UserError as e:
         fail(str(e))
@@ -141,7 +147,10 @@ def main(argv=None):
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
 
-    with user_errors('cannot load a checkpoint', only_from=CHECKPOINT_FUNCS):
+    report_unreadable_images(runner, cfg, ['test_dataloader'])
+    with user_errors('testing stopped', (UnreadableImageError, )), \
+            user_errors('cannot load a checkpoint',
+                        only_from=CHECKPOINT_FUNCS):
         metrics = runner.test()
     return metrics
 

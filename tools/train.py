@@ -19,6 +19,9 @@ from common import (CHECKPOINT_FUNCS, UserError, adapt_to_device,  # noqa: E402
                     check_checkpoint_file, check_data_paths, fail,
                     load_config, pretrained_checkpoints, scope_of,
                     user_errors)
+from input_checks import (UnreadableImageError,  # noqa: E402
+                          check_annotation_files, check_backbones,
+                          report_unreadable_images)
 
 
 def parse_args(argv=None):
@@ -108,10 +111,12 @@ def check_inputs(cfg):
     """Fail fast, before the runner spends time building anything."""
     from mmengine.registry import init_default_scope
     init_default_scope(scope_of(cfg))
+    check_backbones(cfg)
     sections = ['train_dataloader']
     if cfg.get('val_cfg') and cfg.get('val_dataloader'):
         sections += ['val_dataloader', 'val_evaluator']
     check_data_paths(cfg, sections)
+    check_annotation_files(cfg, sections, cfg.launcher)
     check_checkpoint_file(cfg.get('load_from'),
                           'resume checkpoint' if cfg.get('resume') else
                           'load_from checkpoint')
@@ -133,10 +138,17 @@ def main(argv=None):
         else:
             runner = RUNNERS.build(cfg)
 
+    report_unreadable_images(
+        runner, cfg, ['train_dataloader', 'val_dataloader'],
+        then='rerun with --resume to continue from the last checkpoint saved')
+
     # Checkpoint problems (pretrained weights, --resume) surface when the
-    # runner loads them at the start of train(); everything else keeps its
-    # traceback.
-    with user_errors('cannot load a checkpoint', only_from=CHECKPOINT_FUNCS):
+    # runner loads them at the start of train(); an unreadable image when a
+    # data loader reaches it (the checkpoints saved so far stay); everything
+    # else keeps its traceback.
+    with user_errors('training stopped', (UnreadableImageError, )), \
+            user_errors('cannot load a checkpoint',
+                        only_from=CHECKPOINT_FUNCS):
         runner.train()
     return runner
 
