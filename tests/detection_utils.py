@@ -1,6 +1,7 @@
 """Helpers for the detection tests: a tiny toy dataset, small-model configs
 that inherit the real toy configs, and a hook that records what the runner
 did."""
+import importlib.util
 import os
 import os.path as osp
 import socket
@@ -20,6 +21,16 @@ TOY_CONFIGS = {
 # 8 train / 4 val images of the toy generator, 96 px.
 TINY_DATA = dict(num_train=8, num_val=4, img_size=96, min_side=24,
                  max_side=48, seed=1)
+
+
+def load_tool(name: str):
+    """tools/<name>.py as a module, to call its ``main(argv)`` in-process
+    (no interpreter start, the returned runner can be inspected)."""
+    spec = importlib.util.spec_from_file_location(
+        f'gcvit_mm_tools_{name}', osp.join(TOOLS, f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_tiny_toy_data(root: str) -> str:

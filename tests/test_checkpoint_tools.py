@@ -5,7 +5,6 @@ the model in tools/test.py, a pretrained URL that cannot be downloaded.
 
 The tool runs are subprocesses, three at a time, on the small Mask R-CNN of
 detection_utils and the tiny toy set."""
-import importlib.util
 import os
 import os.path as osp
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from detection_utils import (TOOLS, make_tiny_toy_data, run_tool,
+from detection_utils import (load_tool, make_tiny_toy_data, run_tool,
                              write_small_config)
 
 UNREACHABLE = 'http://127.0.0.1:9/x.pth'  # discard port: connection refused
@@ -149,14 +148,6 @@ def test_test_py_refuses_a_checkpoint_that_misses_model_weights(runs):
     assert 'coco/bbox_mAP' in good.stdout + good.stderr
 
 
-def _load_common():
-    spec = importlib.util.spec_from_file_location(
-        'gcvit_mm_tools_common', osp.join(TOOLS, 'common.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_coverage_counts_as_mmengine_loads():
     """TTA models load into .module, a DDP checkpoint's ``module.`` is
     stripped, BN's num_batches_tracked does not count."""
@@ -176,6 +167,6 @@ def test_coverage_counts_as_mmengine_loads():
     state = {f'module.{k}': v for k, v in model.module.state_dict().items()
              if k not in ('0.bias', '1.num_batches_tracked')}
     state['module.1.weight'] = torch.zeros(4)
-    common = _load_common()
+    common = load_tool('common')
     assert common.weights_not_covered(model, {'state_dict': state}) == (
         ['0.bias'], ['1.weight'], 6)

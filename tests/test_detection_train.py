@@ -1,7 +1,6 @@
 """Mask R-CNN and Cascade Mask R-CNN with a GC ViT backbone train on the toy
 set through tools/train.py: finite losses that fall, then pycocotools box
 and mask mAP; and an interrupted run resumes exactly where it stopped."""
-import importlib.util
 import math
 import os
 import os.path as osp
@@ -13,16 +12,8 @@ import time
 import pytest
 import torch
 
-from detection_utils import (TOOLS, RecordRunHook, make_tiny_toy_data,
-                             tool_env, write_small_config)
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'gcvit_mm_tools_{name}', osp.join(TOOLS, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from detection_utils import (TOOLS, RecordRunHook, load_tool,
+                             make_tiny_toy_data, tool_env, write_small_config)
 
 
 @pytest.fixture(scope='module')

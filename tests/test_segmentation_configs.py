@@ -161,13 +161,8 @@ def test_no_weight_decay_on_bias_tables_and_norms(name):
 def test_test_tool_tta_wraps_the_segmentor():
     """`tools/test.py CONFIG CKPT --tta` runs the multi-scale + flip setting:
     the config's tta_pipeline and its segmentor inside tta_model."""
-    import importlib.util
-    import sys
-    sys.path.insert(0, osp.join(REPO, 'tools'))  # for tools/common.py
-    spec = importlib.util.spec_from_file_location(
-        'gcvit_test_tool', osp.join(REPO, 'tools', 'test.py'))
-    test_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(test_tool)
+    from detection_utils import load_tool
+    test_tool = load_tool('test')
     config = osp.join(CONFIG_DIR, 'gcvit_t_ade20k.py')
     cfg = test_tool.build_cfg(test_tool.parse_args([config, 'x.pth', '--tta']))
     assert cfg.model.type == 'SegTTAModel'

@@ -2,7 +2,6 @@
 a traceback (issue 8): broken COCO annotation files, an unreadable image in
 the middle of a run, a non-image for tools/image_demo.py, a taken port for
 tools/dist_*.sh, and bad GC ViT arguments for get_flops.py and train.py."""
-import importlib.util
 import json
 import os.path as osp
 import shutil
@@ -13,8 +12,8 @@ import sys
 import pytest
 import torch
 
-from detection_utils import (REPO, TOOLS, make_tiny_toy_data, run_tool,
-                             tool_env, write_small_config)
+from detection_utils import (REPO, TOOLS, load_tool, make_tiny_toy_data,
+                             run_tool, tool_env, write_small_config)
 
 sys.path.insert(0, TOOLS)
 from common import UserError  # noqa: E402
@@ -24,14 +23,6 @@ from common import UserError  # noqa: E402
 def input_checks():
     import input_checks
     return input_checks
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'gcvit_mm_tools_{name}', osp.join(TOOLS, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def one_error_line(returncode, stdout, stderr, *needles):

@@ -202,6 +202,16 @@ def registered_class(registry, type_) -> Optional[type]:
         return None
 
 
+def evaluator_metrics(node, section: str) -> Iterator[Tuple[str, dict]]:
+    """(config key, metric cfg) of an evaluator section: one metric dict,
+    or a list of them (keys ``val_evaluator.0``, ...)."""
+    metrics = node if isinstance(node, (list, tuple)) else [node]
+    for i, metric in enumerate(metrics):
+        if isinstance(metric, dict):
+            yield (section if isinstance(node, dict) else
+                   f'{section}.{i}'), metric
+
+
 def _generates_own_data(dataset_cfg: dict) -> bool:
     """Dataset classes with ``generates_missing_data = True`` (the embedded
     toy datasets) create their files on first use."""
@@ -238,11 +248,8 @@ def missing_data_paths(cfg: Config,
         if not node:
             continue
         if section.endswith('_evaluator'):
-            metrics = node if isinstance(node, (list, tuple)) else [node]
-            for i, metric in enumerate(metrics):
-                path = metric.get('ann_file') if isinstance(metric,
-                                                            dict) else None
-                key = section if isinstance(node, dict) else f'{section}.{i}'
+            for key, metric in evaluator_metrics(node, section):
+                path = metric.get('ann_file')
                 if not path or '://' in path or osp.exists(path) or any(
                         osp.normpath(path).startswith(root + os.sep)
                         for root in generated_roots):

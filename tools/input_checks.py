@@ -22,7 +22,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from mmengine.config import Config
 from mmengine.dataset import Compose
 
-from common import UserError, _datasets, _join, one_line, registered_class
+from common import (UserError, _datasets, _join, evaluator_metrics,  # noqa: E402
+                    one_line, registered_class)
 
 
 # ---------------------------------------------------------------- backbone
@@ -192,11 +193,7 @@ def _coco_files(cfg: Config, sections: List[str]):
         if not node:
             continue
         if section.endswith('_evaluator'):
-            metrics = node if isinstance(node, (list, tuple)) else [node]
-            for i, metric in enumerate(metrics):
-                if not isinstance(metric, dict):
-                    continue
-                key = section if isinstance(node, dict) else f'{section}.{i}'
+            for key, metric in evaluator_metrics(node, section):
                 cls = registered_class(METRICS, metric.get('type'))
                 path = metric.get('ann_file')
                 if path and derives(
