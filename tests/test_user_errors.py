@@ -12,8 +12,9 @@ import sys
 import pytest
 import torch
 
-from detection_utils import (REPO, TOOLS, load_tool, make_tiny_toy_data,
-                             run_tool, tool_env, write_small_config)
+from detection_utils import (REPO, TOOLS, free_port, load_tool,
+                             make_tiny_toy_data, run_tool, tool_env,
+                             write_small_config)
 
 sys.path.insert(0, TOOLS)
 from common import UserError  # noqa: E402
@@ -136,6 +137,33 @@ def test_no_images_from_the_command_line(tmp_path, data):
     tool_error(result, f"annotation file '{path}' "
                f'(train_dataloader.dataset.ann_file) lists no images')
     assert len((result.stdout + result.stderr).splitlines()) <= 3
+
+
+def test_bad_annotation_file_under_torchrun_is_one_error_line(
+        tmp_path, data, monkeypatch):
+    """Two CPU processes: the first process of the node finds the broken
+    file before any rank joins the process group, so the other rank is
+    stopped by torchrun instead of printing a second, misleading error, and
+    tools/torchrun.py ends with one line instead of torchrun's traceback."""
+    path, coco = _coco(data)
+    path.write_text(_no_images(coco, ''))
+    cfg = write_small_config(tmp_path / 'c.py', 'mask_rcnn')
+    monkeypatch.setenv('PORT', str(free_port()))
+    result = run_tool(['dist_train.sh', cfg, 2, '--work-dir', tmp_path / 'w'],
+                      str(data))
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines()
+              if line.startswith('error: ')]
+    assert errors == [
+        f"error: annotation file '{path}' (train_dataloader.dataset.ann_file)"
+        ' lists no images; regenerate or re-download it, or set '
+        'train_dataloader.dataset.ann_file to a COCO-format JSON file'
+    ], result.stderr[-3000:]
+    # torchrun's own ChildFailedError traceback is one closing line instead
+    assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.splitlines()[-1] == (
+        f'torchrun: {TOOLS}/train.py failed first on rank 0 (exit code 1); '
+        'its output above says why. 2 process(es) failed or were stopped.')
 
 
 def test_bad_evaluator_annotation_file_for_test(tmp_path, data, capsys):

@@ -150,13 +150,6 @@ def adapt_to_device(cfg: Config, launcher: str) -> None:
         if dist_cfg.get('backend', 'nccl') == 'nccl':
             dist_cfg['backend'] = 'gloo'
             log('No CUDA: distributed backend set to gloo.')
-        if launcher == 'pytorch':
-            # mmengine's init_dist calls torch.cuda.set_device, which a CPU
-            # build of torch lacks; the Runner skips init_dist when the
-            # process group already exists.
-            import torch.distributed as dist
-            if not dist.is_initialized():
-                dist.init_process_group(backend=dist_cfg['backend'])
         if cfg.get('model_wrapper_cfg') is None:
             # mmengine's default DDP wrapper passes device_ids=[LOCAL_RANK],
             # which DDP rejects for a CPU module.
@@ -172,6 +165,21 @@ def adapt_to_device(cfg: Config, launcher: str) -> None:
         for key in ('loss_scale', 'dtype', 'use_fsdp'):
             optim_wrapper.pop(key, None)
         log('No CUDA: AMP needs a GPU; training in fp32 (OptimWrapper).')
+
+
+def start_cpu_process_group(cfg: Config, launcher: str) -> None:
+    """torchrun on a machine without CUDA: join the gloo process group here,
+    because mmengine's init_dist calls torch.cuda.set_device, which a CPU
+    build of torch lacks (the Runner skips init_dist when the group exists).
+
+    Call it after the input checks: a rank whose check fails then exits
+    before the others wait for it, and torchrun stops them quietly, instead
+    of each printing a misleading "connection closed by peer" error."""
+    if torch.cuda.is_available() or launcher != 'pytorch':
+        return
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend=cfg.env_cfg.dist_cfg.backend)
 
 
 # ------------------------------------------------------------ data checks

@@ -22,7 +22,7 @@ if [ "$NODE_RANK" = "0" ]; then
 fi
 
 PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-exec python -m torch.distributed.run \
+exec python "$(dirname "$0")/torchrun.py" \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

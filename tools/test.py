@@ -17,7 +17,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from common import (CHECKPOINT_FUNCS, RequireFullCheckpoint,  # noqa: E402
                     UserError, adapt_to_device, check_checkpoint_file,
                     check_data_paths, fail, load_config, scope_of,
-                    user_errors)
+                    start_cpu_process_group, user_errors)
 from input_checks import (UnreadableImageError,  # noqa: E402
                           check_annotation_files, check_backbones,
                           report_unreadable_images)
@@ -133,6 +133,7 @@ def main(argv=None):
         check_checkpoint_file(args.checkpoint, 'checkpoint')
     except UserError as e:
         fail(str(e))
+    start_cpu_process_group(cfg, args.launcher)
 
     with user_errors(f'cannot build the runner from {args.config}'):
         if 'runner_type' not in cfg:

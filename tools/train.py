@@ -18,7 +18,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from common import (CHECKPOINT_FUNCS, UserError, adapt_to_device,  # noqa: E402
                     check_checkpoint_file, check_data_paths, fail,
                     load_config, pretrained_checkpoints, scope_of,
-                    user_errors)
+                    start_cpu_process_group, user_errors)
 from input_checks import (UnreadableImageError,  # noqa: E402
                           check_annotation_files, check_backbones,
                           report_unreadable_images)
@@ -131,6 +131,7 @@ def main(argv=None):
         check_inputs(cfg)
     except UserError as e:
         fail(str(e))
+    start_cpu_process_group(cfg, args.launcher)
 
     with user_errors(f'cannot build the runner from {args.config}'):
         if 'runner_type' not in cfg:
