@@ -13,7 +13,7 @@
 #   2. a folder of prebuilt wheels (--wheel-dir DIR / MMCV_WHEEL_DIR), handed to pip
 #      as --find-links on the command line;
 #   3. the wheel cache ($GCVIT_MM_CACHE/wheels/..., default ~/.cache/gcvit_mm);
-#   4. a build from the PyPI sdist (about 20-30 min on 2 cores), cached for next time.
+#   4. a build from the PyPI sdist (about 10 min on 2 cores), cached for next time.
 #
 # Environment: PYTHON (default: python), MMCV_WHEEL_DIR, GCVIT_MM_CACHE,
 #   TORCH_SPEC (default: torch==2.13.0, used only when torch is missing),
@@ -177,7 +177,7 @@ mmcv_build() {
     # torch >= 2.10 headers need C++20.
     sed -i 's/-std=c++17/-std=c++20/g' "$tree/setup.py"
     local jobs="${MAX_JOBS:-$(nproc 2>/dev/null || echo 2)}"
-    log "  compiling mmcv $MMCV_VERSION ops (CPU, MAX_JOBS=$jobs): this takes 20-30 minutes on 2 cores"
+    log "  compiling mmcv $MMCV_VERSION ops (CPU, MAX_JOBS=$jobs): this takes about 10 minutes on 2 cores"
     (cd "$tree" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$jobs" \
         "$PY" -m pip wheel --disable-pip-version-check -c "$CONSTRAINTS" \
         --no-build-isolation --no-deps -w "$out" .)
