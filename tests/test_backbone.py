@@ -119,6 +119,42 @@ def test_imagenet_geometry_needs_no_resize_or_padding(monkeypatch):
     assert maps == [(56, 56), (28, 28), (14, 14), (7, 7)]
 
 
+def test_from_scratch_geometry_pools_to_one_window(monkeypatch):
+    """Training from scratch at 128 px with windows (8, 8, 8, 4), the
+    training geometry as the "pretraining" one: every generator pools its
+    map to exactly one window (32->8, 16->8, 8, 4) and nothing is resized.
+    With the ImageNet default the stride-4 to stride-16 generators pool to
+    4x4 and upsample it to 8x8."""
+    windows = (8, 8, 8, 4)
+    assert [token_generator_layout(i, 128, w, w)
+            for i, w in enumerate(windows)] == [(2, 2), (1, 1), (1, 0),
+                                                (1, 0)]
+    scratch = GCViT('xxtiny', window_size=windows, pretrain_img_size=128,
+                    pretrain_window_size=windows).eval()
+    imagenet = GCViT('xxtiny', window_size=windows).eval()
+    assert [s.token_generator.num_pools for s in imagenet.stages] == [
+        3, 2, 1, 0]
+    real_interpolate = torch.nn.functional.interpolate
+    resized = []
+
+    def interpolate(x, *args, **kwargs):
+        resized.append(tuple(x.shape[-2:]))
+        return real_interpolate(x, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, 'interpolate', interpolate)
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        scratch(x)
+        assert resized == []
+        imagenet(x)
+    assert resized == [(4, 4)] * 3
+
+
+def test_pretrain_window_size_is_checked_per_stage():
+    with pytest.raises(ValueError, match='pretrain_window_size must be'):
+        GCViT(SMALL_ARCH, pretrain_window_size=(8, 8, 8))
+
+
 def test_a_one_block_stage_has_no_unused_parameters():
     """Global blocks are the odd ones: a stage of depth 1 needs no token
     generator, whose unused parameters would make DDP fail."""

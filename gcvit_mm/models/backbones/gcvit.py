@@ -11,7 +11,7 @@ from mmengine.registry import MODELS
 
 from ...checkpoint import load_pretrained
 from ..layers import (ConvStem, GCViTStage, WindowAttention,
-                      token_generator_layout)
+                      imagenet_windows, token_generator_layout)
 
 NUM_STAGES = 4
 ARCH_KEYS = ('dim', 'depths', 'num_heads', 'mlp_ratio', 'layer_scale')
@@ -34,7 +34,18 @@ class GCViT(BaseModule):
             (7, 7, 14, 7), the ImageNet windows; the paper's COCO recipe
             uses 24.
         pretrain_img_size (int): Image size the weights were pretrained at;
-            fixes the global token generators' pooling stacks. Default: 224.
+            with ``pretrain_window_size`` it fixes the global token
+            generators' pooling stacks (see :func:`token_generator_layout`).
+            Default: 224.
+        pretrain_window_size (int | Sequence[int], optional): Windows the
+            weights were pretrained with. Default: the ImageNet windows of
+            the published checkpoints, ``pretrain_img_size / (32, 32, 16,
+            32)``. Training from scratch, set ``pretrain_img_size`` to the
+            training size and this to ``window_size``: every generator then
+            pools its map to exactly one window instead of pooling too far
+            and upsampling, as timm builds a model for that image size (on
+            the toy job it made no measurable difference: see
+            docs/from_scratch.md).
         qkv_bias (bool): Bias in q/k/v projections. Default: True.
         drop_rate (float): Dropout after projections. Default: 0.
         attn_drop_rate (float): Dropout on attention weights. Default: 0.
@@ -94,6 +105,8 @@ class GCViT(BaseModule):
                  in_channels: int = 3,
                  window_size: Union[int, Sequence[int]] = (7, 7, 14, 7),
                  pretrain_img_size: int = 224,
+                 pretrain_window_size: Optional[Union[int,
+                                                      Sequence[int]]] = None,
                  qkv_bias: bool = True,
                  drop_rate: float = 0.,
                  attn_drop_rate: float = 0.,
@@ -111,6 +124,10 @@ class GCViT(BaseModule):
         self.frozen_stages = frozen_stages
         self.in_channels = in_channels
         self.pretrain_img_size = pretrain_img_size
+        self.pretrain_window_size = (
+            imagenet_windows(pretrain_img_size)
+            if pretrain_window_size is None else self._per_stage(
+                pretrain_window_size, 'pretrain_window_size'))
         self.num_features: List[int] = [dim * 2**i for i in range(NUM_STAGES)]
         self.out_channels = [self.num_features[i] for i in self.out_indices]
 
@@ -126,7 +143,8 @@ class GCViT(BaseModule):
                     num_heads=num_heads[i],
                     window_size=self.window_size[i],
                     generator_layout=token_generator_layout(
-                        i, pretrain_img_size, self.window_size[i]),
+                        i, pretrain_img_size, self.window_size[i],
+                        self.pretrain_window_size[i]),
                     downsample=i > 0,
                     drop_paths=rates[first:first + depths[i]],
                     with_cp=with_cp,

@@ -1,13 +1,14 @@
 from .block import GCViTBlock, GCViTStage
 from .mbconv import FusedMBConv, SqueezeExcitation
 from .reduce_size import ConvStem, ReduceSize
-from .token_generator import GlobalTokenGenerator, token_generator_layout
+from .token_generator import (GlobalTokenGenerator, imagenet_windows,
+                              token_generator_layout)
 from .window_attention import (WindowAttention, window_partition,
                                window_reverse)
 
 __all__ = [
     'ConvStem', 'FusedMBConv', 'GCViTBlock', 'GCViTStage',
     'GlobalTokenGenerator', 'ReduceSize', 'SqueezeExcitation',
-    'WindowAttention', 'token_generator_layout', 'window_partition',
+    'WindowAttention', 'imagenet_windows', 'token_generator_layout', 'window_partition',
     'window_reverse'
 ]
