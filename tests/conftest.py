@@ -57,3 +57,13 @@ def pytest_terminal_summary(terminalreporter):
         for name, (diff, scale) in MEASURED.items():
             terminalreporter.write_line(
                 f'  {name:7s} {diff:.2e}  (max |timm| {scale:.2f})')
+
+
+@pytest.fixture(scope='session')
+def tiny_toy_data(tmp_path_factory):
+    """Root of the tiny toy COCO set (detection_utils.TINY_DATA), generated
+    once per test session: point $GCVIT_MM_DATA at it."""
+    from detection_utils import make_tiny_toy_data
+    root = str(tmp_path_factory.mktemp('tiny_toy_data'))
+    make_tiny_toy_data(root)
+    return root
