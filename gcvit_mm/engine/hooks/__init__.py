@@ -1,3 +1,4 @@
 from .atomic_checkpoint_hook import AtomicCheckpointHook
+from .run_report_hook import RunReportHook
 
-__all__ = ['AtomicCheckpointHook']
+__all__ = ['AtomicCheckpointHook', 'RunReportHook']
