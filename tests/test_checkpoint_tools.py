@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from detection_utils import (load_tool, make_tiny_toy_data, run_tool,
+from detection_utils import (load_tool, run_tool,
                              write_small_config)
 
 UNREACHABLE = 'http://127.0.0.1:9/x.pth'  # discard port: connection refused
@@ -46,11 +46,10 @@ PAYLOAD_RUNS = {
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, tiny_toy_data):
     """All tool runs of this module, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1."""
     tmp = tmp_path_factory.mktemp('ckpt_tools')
-    data_root = str(tmp / 'data')
-    make_tiny_toy_data(data_root)
+    data_root = tiny_toy_data
     cfg = write_small_config(tmp / 'small.py', 'mask_rcnn')
     img = osp.join(data_root, 'toy_coco', 'val', '000000.jpg')
     jobs = {}

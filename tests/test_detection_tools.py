@@ -8,19 +8,12 @@ import zipfile
 import pytest
 import torch
 
-from detection_utils import (REPO, free_port, make_tiny_toy_data, run_tool,
+from detection_utils import (REPO, free_port, run_tool,
                              write_small_config)
 
 
 @pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('det_tools_data'))
-    make_tiny_toy_data(root)
-    return root
-
-
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory, data_root):
+def trained(tmp_path_factory, tiny_toy_data):
     """Cascade (SyncBN heads) trained by tools/dist_train.sh: 2 processes,
     4 images each... 2 iterations, one checkpoint."""
     tmp = tmp_path_factory.mktemp('dist')
@@ -35,7 +28,7 @@ def trained(tmp_path_factory, data_root):
         result = run_tool([
             'dist_train.sh', cfg, 2, '--work-dir', work, '--cfg-options',
             'train_dataloader.dataset.indices=8'
-        ], data_root)
+        ], tiny_toy_data)
     finally:
         os.environ.pop('PORT')
     return cfg, work, result
@@ -59,14 +52,14 @@ def test_dist_train_two_cpu_processes_write_one_checkpoint(trained):
     assert ckpt['meta']['iter'] == 2
 
 
-def test_test_tool_reports_coco_map_and_dumps_predictions(trained, data_root,
+def test_test_tool_reports_coco_map_and_dumps_predictions(trained, tiny_toy_data,
                                                           tmp_path):
     cfg, work, _ = trained
     out = tmp_path / 'preds.pkl'
     result = run_tool([
         'test.py', cfg, work / 'epoch_1.pth', '--work-dir', tmp_path / 'w',
         '--out', out
-    ], data_root)
+    ], tiny_toy_data)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert re.search(r'coco/bbox_mAP: [0-9.]+', result.stdout)
     assert re.search(r'coco/segm_mAP: [0-9.]+', result.stdout)
@@ -84,27 +77,27 @@ def assert_one_line_error(result, *needles):
     return last
 
 
-def test_missing_coco_names_the_config_keys(tmp_path, data_root):
+def test_missing_coco_names_the_config_keys(tmp_path, tiny_toy_data):
     cfg = osp.join(REPO, 'configs/mask_rcnn/gcvit_t_coco.py')
     missing = str(tmp_path / 'no_coco') + '/'
     result = run_tool([
         'train.py', cfg, '--work-dir', tmp_path, '--cfg-options',
         f'train_dataloader.dataset.data_root={missing}'
-    ], data_root)
+    ], tiny_toy_data)
     assert_one_line_error(result, 'dataset path not found', missing,
                           'train_dataloader.dataset.data_root')
     result = run_tool(['test.py', cfg, tmp_path / 'none.pth', '--cfg-options',
                        f'test_dataloader.dataset.data_root={missing}'],
-                      data_root)
+                      tiny_toy_data)
     assert_one_line_error(result, 'test_dataloader.dataset.data_root')
 
 
-def test_unknown_backbone_arch(tmp_path, data_root):
+def test_unknown_backbone_arch(tmp_path, tiny_toy_data):
     cfg = write_small_config(tmp_path / 'bad_arch.py', 'mask_rcnn')
     result = run_tool([
         'train.py', cfg, '--work-dir', tmp_path, '--cfg-options',
         'model.backbone.arch=huge'
-    ], data_root)
+    ], tiny_toy_data)
     assert_one_line_error(result, "Unknown GCViT arch 'huge'", 'xxtiny')
 
 
@@ -120,26 +113,26 @@ def _corrupt_checkpoints(tmp_path):
     return truncated, garbage
 
 
-def test_corrupt_checkpoint_resume_test_and_pretrained(tmp_path, data_root):
+def test_corrupt_checkpoint_resume_test_and_pretrained(tmp_path, tiny_toy_data):
     truncated, garbage = _corrupt_checkpoints(tmp_path)
     cfg = write_small_config(tmp_path / 'c.py', 'mask_rcnn')
     result = run_tool(['train.py', cfg, '--work-dir', tmp_path, '--resume',
-                       truncated], data_root)
+                       truncated], tiny_toy_data)
     assert_one_line_error(result, 'resume checkpoint', str(truncated))
     result = run_tool(['test.py', cfg, garbage, '--work-dir', tmp_path],
-                      data_root)
+                      tiny_toy_data)
     assert_one_line_error(result, 'checkpoint', str(garbage), 'corrupt')
     cfg = write_small_config(
         tmp_path / 'p.py', 'mask_rcnn',
         init_cfg=f"dict(_delete_=True, type='Pretrained', "
         f"checkpoint={str(truncated)!r})")
-    result = run_tool(['train.py', cfg, '--work-dir', tmp_path], data_root)
+    result = run_tool(['train.py', cfg, '--work-dir', tmp_path], tiny_toy_data)
     assert_one_line_error(result, 'pretrained checkpoint', str(truncated))
 
 
-def test_get_flops_counts_attention_matmuls_only_with_them(data_root):
+def test_get_flops_counts_attention_matmuls_only_with_them(tiny_toy_data):
     cfg = osp.join(REPO, 'configs/mask_rcnn/gcvit_xxt_shapes.py')
-    result = run_tool(['get_flops.py', cfg, '--shape', 128, 160], data_root)
+    result = run_tool(['get_flops.py', cfg, '--shape', 128, 160], tiny_toy_data)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert 'Input shape: (1, 3, 128, 160)' in out

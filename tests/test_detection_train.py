@@ -13,23 +13,16 @@ import pytest
 import torch
 
 from detection_utils import (TOOLS, RecordRunHook, load_tool,
-                             make_tiny_toy_data, tool_env, write_small_config)
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('det_data'))
-    make_tiny_toy_data(root)
-    return root
+                             tool_env, write_small_config)
 
 
 @pytest.fixture
-def toy_env(data_root, monkeypatch):
+def toy_env(tiny_toy_data, monkeypatch):
     # configs read $GCVIT_MM_DATA when they are loaded
-    monkeypatch.setenv('GCVIT_MM_DATA', data_root)
+    monkeypatch.setenv('GCVIT_MM_DATA', tiny_toy_data)
     # torch >= 2.6 loads with weights_only=True unless this is set
     monkeypatch.delenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', raising=False)
-    return data_root
+    return tiny_toy_data
 
 
 @pytest.mark.parametrize('head', ['mask_rcnn', 'cascade'])

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from detection_utils import (REPO, TOOLS, free_port, load_tool,
-                             make_tiny_toy_data, run_tool, tool_env,
+                             run_tool, tool_env,
                              write_small_config)
 
 sys.path.insert(0, TOOLS)
@@ -52,19 +52,12 @@ def in_process_error(capsys, tool, argv, *needles):
     return one_error_line(exit_info.value.code, out, err, *needles)
 
 
-@pytest.fixture(scope='module')
-def toy_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('user_errors_data'))
-    make_tiny_toy_data(root)
-    return root
-
-
 @pytest.fixture
-def data(tmp_path, toy_root, monkeypatch):
+def data(tmp_path, tiny_toy_data, monkeypatch):
     """A copy of the tiny toy set that the test may break (the toy configs
     read $GCVIT_MM_DATA); LOCAL_RANK as a single-process run has it."""
     root = tmp_path / 'data'
-    shutil.copytree(osp.join(toy_root, 'toy_coco'), root / 'toy_coco')
+    shutil.copytree(osp.join(tiny_toy_data, 'toy_coco'), root / 'toy_coco')
     monkeypatch.setenv('GCVIT_MM_DATA', str(root))
     monkeypatch.setenv('LOCAL_RANK', '0')
     return root
@@ -243,7 +236,7 @@ def test_unreadable_image_mid_run_names_it_and_keeps_checkpoints(tmp_path,
 
 
 # ------------------------------------------------------------ 3. image_demo
-def test_image_demo_on_a_file_that_is_not_an_image(tmp_path, toy_root,
+def test_image_demo_on_a_file_that_is_not_an_image(tmp_path, tiny_toy_data,
                                                    capsys):
     cfg = write_small_config(tmp_path / 'c.py', 'mask_rcnn')
     ckpt = tmp_path / 'c.pth'
@@ -251,7 +244,7 @@ def test_image_demo_on_a_file_that_is_not_an_image(tmp_path, toy_root,
     text = tmp_path / 'x.jpg'
     text.write_text('hello')
     result = run_tool(['image_demo.py', text, cfg, ckpt, '--out-file',
-                       tmp_path / 'o.png'], toy_root)
+                       tmp_path / 'o.png'], tiny_toy_data)
     tool_error(result, f"cannot read image '{text}' (not an image format "
                'OpenCV can decode); pass a JPEG, PNG')
     empty = tmp_path / 'empty.png'
@@ -263,7 +256,7 @@ def test_image_demo_on_a_file_that_is_not_an_image(tmp_path, toy_root,
 # ------------------------------------------------------------- 4. taken port
 @pytest.mark.parametrize('script, args', [
     ('dist_train.sh', ['2']), ('dist_test.sh', ['none.pth', '2'])])
-def test_dist_scripts_on_a_taken_port(tmp_path, toy_root, monkeypatch,
+def test_dist_scripts_on_a_taken_port(tmp_path, tiny_toy_data, monkeypatch,
                                       script, args):
     cfg = write_small_config(tmp_path / 'c.py', 'mask_rcnn')
     with socket.socket() as taken:
@@ -271,18 +264,18 @@ def test_dist_scripts_on_a_taken_port(tmp_path, toy_root, monkeypatch,
         taken.listen()
         port = taken.getsockname()[1]
         monkeypatch.setenv('PORT', str(port))
-        result = run_tool([script, cfg] + args, toy_root, timeout=120)
+        result = run_tool([script, cfg] + args, tiny_toy_data, timeout=120)
     tool_error(result, f'error: PORT={port} is already in use on this '
                'machine', 'set a free port, e.g. PORT=', script)
     assert result.stdout == ''
 
 
 # ------------------------------------------------------ 5. GC ViT arguments
-def test_get_flops_with_a_bad_arch(toy_root):
+def test_get_flops_with_a_bad_arch(tiny_toy_data):
     cfg = osp.join(REPO, 'configs/mask_rcnn/gcvit_xxt_shapes.py')
     result = run_tool(['get_flops.py', cfg, '--shape', 128, 128,
                        '--cfg-options', 'model.backbone.arch=tinyy'],
-                      toy_root)
+                      tiny_toy_data)
     tool_error(result, 'error: bad GCViT backbone config (model.backbone): '
                "Unknown GCViT arch 'tinyy'", 'xxtiny')
 
