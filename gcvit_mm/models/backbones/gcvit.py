@@ -30,9 +30,9 @@ class GCViT(BaseModule):
             'tiny', 'tiny2', 'small', 'small2', 'base', 'large') or a dict
             with keys dim, depths, num_heads, mlp_ratio, layer_scale.
         in_channels (int): Image channels. Default: 3.
-        window_size (int | Sequence[int]): Window per stage. Default:
-            (7, 7, 14, 7), the ImageNet windows; the paper's COCO recipe
-            uses 24.
+        window_size (int | Sequence[int], optional): Window per stage.
+            Default: the ImageNet windows at ``pretrain_img_size``, (7, 7,
+            14, 7) at 224; the paper's COCO recipe uses 24.
         pretrain_img_size (int): Image size the weights were pretrained at;
             with ``pretrain_window_size`` it fixes the global token
             generators' pooling stacks (see :func:`token_generator_layout`).
@@ -103,7 +103,7 @@ class GCViT(BaseModule):
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
                  in_channels: int = 3,
-                 window_size: Union[int, Sequence[int]] = (7, 7, 14, 7),
+                 window_size: Optional[Union[int, Sequence[int]]] = None,
                  pretrain_img_size: int = 224,
                  pretrain_window_size: Optional[Union[int,
                                                       Sequence[int]]] = None,
@@ -119,6 +119,8 @@ class GCViT(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.arch_settings, self.window_size, self.out_indices = \
             self.check_args(arch, window_size, out_indices, frozen_stages)
+        if self.window_size is None:
+            self.window_size = imagenet_windows(pretrain_img_size)
         dim, depths, num_heads = (self.arch_settings[k]
                                   for k in ('dim', 'depths', 'num_heads'))
         self.frozen_stages = frozen_stages
@@ -162,14 +164,15 @@ class GCViT(BaseModule):
 
     @classmethod
     def check_args(cls, arch: Union[str, dict],
-                   window_size: Union[int, Sequence[int]],
+                   window_size: Optional[Union[int, Sequence[int]]],
                    out_indices: Sequence[int], frozen_stages: int) -> tuple:
         """Validate the arguments that need no layers: (arch settings,
         window per stage, out_indices), or a ``ValueError``/``TypeError``
         naming the fix. A classmethod so that tools check configs before
         building anything."""
         arch_settings = cls._parse_arch(arch)
-        window_size = cls._per_stage(window_size, 'window_size')
+        if window_size is not None:  # None: the ImageNet windows
+            window_size = cls._per_stage(window_size, 'window_size')
         out_indices = cls._check_out_indices(out_indices)
         if not -1 <= frozen_stages <= NUM_STAGES:
             raise ValueError(f'frozen_stages must be in [-1, {NUM_STAGES}], '
