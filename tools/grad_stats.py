@@ -14,7 +14,6 @@ import sys
 import tempfile
 from collections import defaultdict
 
-import torch
 from mmengine.config import DictAction
 from mmengine.hooks import Hook
 from mmengine.runner import Runner

@@ -73,8 +73,7 @@ default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=2, max_keep_ckpts=1))
 log_processor = dict(window_size=10)
-# The first run a user sees: at the end, predictions on 4 val images and the
-# loss / mAP curves as PNGs in the run's log dir (the last log lines say where).
+# Shown to the user at the end: predictions.png, curves.png (loss, mAP).
 custom_hooks = [dict(type='RunReportHook')]
 # A fixed seed, so the run and its mAP repeat (and r18_shapes.py, the
 # ResNet-18 side-by-side, sees the same data order).

@@ -89,7 +89,6 @@ default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(interval=max_iters // 2, max_keep_ckpts=1))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))  # CPU processes
-# At the end, predicted label maps next to the ground truth on 4 val images
-# and the loss / mIoU curves as PNGs in the run's log dir (see the last log lines).
+# Shown to the user at the end: predictions.png, curves.png (loss, mIoU).
 custom_hooks = [dict(type='RunReportHook')]
 randomness = dict(seed=0)  # the same run, and mIoU, every time
