@@ -185,3 +185,28 @@ def test_large_21k_config_loads_paper_weights_of_the_512_geometry(tmp_path):
     # window, pools once as window 24 differs; stride 32 never pools
     assert [s.token_generator.num_pools for s in backbone.stages] == [
         3, 2, 1, 0]
+
+
+def test_get_flops_counts_the_whole_dino(tiny_toy_data):
+    """tools/get_flops.py runs DINO's transformer: its params are the
+    model's, and its attention matmuls are the backbone's alone, the same
+    as for the Mask R-CNN toy job, whose backbone is the same XXT."""
+    from detection_utils import run_tool
+
+    def flops(name):
+        result = run_tool(['get_flops.py', osp.join(REPO, 'configs', name),
+                           '--shape', 128, 160], tiny_toy_data)
+        assert result.returncode == 0, result.stderr[-3000:]
+        out = result.stdout
+        return (float(re.search(r'Params: ([0-9.]+) M', out).group(1)),
+                float(re.search(r'Attention matmuls.*?:\s+([0-9.]+) G',
+                                out).group(1)), out)
+
+    params, attention, out = flops('dino/gcvit_xxt_shapes.py')
+    assert 'DETR-style: encoder, decoder and heads' in out
+    cfg = Config.fromfile(osp.join(REPO, 'configs/dino/gcvit_xxt_shapes.py'))
+    model = build(cfg.model)
+    assert params == pytest.approx(
+        sum(p.numel() for p in model.parameters()) / 1e6, abs=0.05)
+    _, mask_rcnn_attention, _ = flops('mask_rcnn/gcvit_xxt_shapes.py')
+    assert attention == mask_rcnn_attention > 0

@@ -70,6 +70,8 @@ class DetDummy(torch.nn.Module):
     """mmdet 2.x's ``forward_dummy``: features, RPN head, RoI heads on fixed
     random proposals (no NMS, so the count does not depend on weights)."""
 
+    what = f'; {NUM_PROPOSALS} proposals (mask head: first 100)'
+
     def __init__(self, detector, shape):
         super().__init__()
         self.detector = detector
@@ -115,13 +117,43 @@ class DetDummy(torch.nn.Module):
         return outs + tuple(x)
 
 
-def is_detector(model):
-    return hasattr(model, 'roi_head') or hasattr(model, 'rpn_head')
+class DetrDummy(torch.nn.Module):
+    """A DETR-family detector (DINO) in inference: features, encoder,
+    query selection, decoder and heads for one unpadded image. mmengine
+    does not count grid_sample, the core of deformable attention."""
+
+    what = '; DETR-style: encoder, decoder and heads'
+
+    def __init__(self, detector, shape):
+        super().__init__()
+        self.detector = detector
+        self.shape = shape
+
+    def forward(self, img):
+        from mmdet.structures import DetDataSample
+        h, w = self.shape
+        sample = DetDataSample(metainfo=dict(
+            img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+            batch_input_shape=(h, w), scale_factor=(1., 1.)))
+        return tuple(_tensors(self.detector._forward(img, [sample])))
+
+
+def dummy_for(model, shape):
+    """The module to count: a detector's dummy forward, or a segmentor (or
+    anything else) in its tensor mode."""
+    if hasattr(model, 'forward_transformer'):  # DINO and its DETR family
+        return DetrDummy(model, shape)
+    if hasattr(model, 'roi_head') or hasattr(model, 'rpn_head'):
+        return DetDummy(model, shape)
+    model.forward = lambda inputs: model._forward(inputs)
+    model.what = ''
+    return model
 
 
 def count(cfg, shape):
     """(params, FLOPs with the attention matmuls, FLOPs without them,
-    is_detector) from one trace of the model with GCViT(use_sdpa=False)."""
+    what the count covers) from one trace of the model with
+    GCViT(use_sdpa=False)."""
     from mmengine.analysis import FlopAnalyzer, parameter_count
     from mmengine.registry import MODELS
     cfg = cfg.copy()
@@ -132,11 +164,7 @@ def count(cfg, shape):
     model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
     h, w = shape
     img = torch.zeros(1, 3, h, w)
-    if is_detector(model):
-        wrapped = DetDummy(model, shape)
-    else:  # segmentor or anything else: its tensor mode
-        wrapped = model
-        model.forward = lambda inputs: model._forward(inputs)
+    wrapped = dummy_for(model, shape)
     with torch.no_grad():
         analyzer = FlopAnalyzer(wrapped, (img, ))
         analyzer.unsupported_ops_warnings(False)
@@ -146,7 +174,7 @@ def count(cfg, shape):
         # addmm/linear, convolutions conv), so 'matmul' is the attention.
         attention = analyzer.by_operator().get('matmul', 0)
     params = parameter_count(wrapped)['']
-    return params, total, total - attention, is_detector(model)
+    return params, total, total - attention, wrapped.what
 
 
 def main(argv=None):
@@ -158,15 +186,13 @@ def main(argv=None):
     except UserError as e:
         fail(str(e))
     h, w = args.shape
-    params, flops_attn, flops_no_attn, detector = count(cfg, (h, w))
+    params, flops_attn, flops_no_attn, what = count(cfg, (h, w))
 
     key = '/'.join(osp.abspath(args.config).split(osp.sep)[-2:])
     paper = PAPER.get(key)
     line = '=' * 64
     print(line)
     print(f'Config: {args.config}')
-    what = (f'; {NUM_PROPOSALS} proposals (mask head: first 100)'
-            if detector else '')
     print(f'Input shape: (1, 3, {h}, {w}){what}; 1 FLOP = 1 multiply-add')
     print(f'Params: {params / 1e6:.1f} M')
     print(f'FLOPs (mmengine, with attention matmuls):    '
