@@ -98,3 +98,46 @@ def test_torch_compile_of_the_backbone_matches_eager():
         outs = compiled(x)
     for a, b in zip(outs, eager):
         torch.testing.assert_close(a, b, **TOL)
+
+
+def test_training_takes_the_fused_kernel_with_a_bias_gradient(monkeypatch):
+    """In training the fast path must not fall back to SDPA's math kernel
+    (which it does for a mask that needs a gradient): every attention call
+    goes through bias_attention."""
+    import gcvit_mm.models.layers.bias_attention as ba
+    assert ba.AVAILABLE  # torch 2.13's CPU build has the fused kernel's ops
+    calls = []
+    original = ba.bias_attention
+    monkeypatch.setattr(ba, 'bias_attention',
+                        lambda *a: calls.append(1) or original(*a))
+    model = GCViT(SMALL_ARCH, window_size=5, drop_path_rate=0.).train()
+    sum(o.sum() for o in model(torch.rand(2, 3, 83, 117))).backward()
+    # every block of every stage, split into 4 border groups at most
+    assert len(calls) >= sum(SMALL_ARCH['depths'])
+    tables = [m.relative_position_bias_table for m in model.modules()
+              if isinstance(m, WindowAttention)]
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in tables)
+
+
+@pytest.mark.parametrize('chunk_bytes', [1, 10**9])  # one window / all
+def test_bias_attention_matches_the_formula(monkeypatch, chunk_bytes):
+    """softmax(q k^T / sqrt(d) + bias) v and all four gradients, with a
+    strided q (as the global queries are) and windows in chunks."""
+    import gcvit_mm.models.layers.bias_attention as ba
+    monkeypatch.setattr(ba, '_CHUNK_BYTES', chunk_bytes)
+    gen = torch.Generator().manual_seed(0)
+    B_, heads, Nq, Nk, d = 5, 3, 12, 25, 8
+    q = torch.randn(B_, Nq, heads, d, generator=gen).transpose(1, 2)
+    k, v = torch.randn(2, B_, heads, Nk, d, generator=gen)
+    bias = torch.randn(1, heads, Nq, Nk, generator=gen)
+    grad_out = torch.randn(B_, heads, Nq, d, generator=gen)
+    results = []
+    for fn in (ba.bias_attention, lambda q, k, v, b: (
+            (q * d**-0.5) @ k.transpose(-2, -1) + b).softmax(-1) @ v):
+        inputs = [t.detach().clone().requires_grad_() for t in (q, k, v, bias)]
+        out = fn(*inputs)
+        results.append([out] + list(torch.autograd.grad(out, inputs,
+                                                        grad_out)))
+    for name, a, b in zip(('out', 'q', 'k', 'v', 'bias'), *results):
+        assert a.shape == b.shape, name
+        _assert_close_to_scale(a, b, name)

@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import bias_attention as fused_bias
+
 
 def _pair(size: Union[int, Tuple[int, int]]) -> Tuple[int, int]:
     return (size, size) if isinstance(size, int) else tuple(size)
@@ -177,6 +179,11 @@ class WindowAttention(nn.Module):
         bias = self._crop_queries(bias.to(q.dtype), query_size)
 
         attn_drop = self.attn_drop if self.training else 0.
+        if (self.use_sdpa and bias.requires_grad and q.device.type == 'cpu'
+                and attn_drop == 0. and fused_bias.AVAILABLE):
+            # SDPA would fall back to its math kernel for a mask that needs
+            # a gradient; this keeps the fused one (CUDA's kernels have it).
+            return fused_bias.bias_attention(q, k, v, bias)
         if self.use_sdpa:
             return F.scaled_dot_product_attention(
                 q, k, v, attn_mask=bias, dropout_p=attn_drop)
