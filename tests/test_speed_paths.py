@@ -1,6 +1,7 @@
 """The fast path (fused attention, border windows that query only their real
-tokens) against the plain reference path kept for this purpose, and
-``torch.compile`` of the backbone. fp32 on CPU; no timings asserted."""
+tokens, with the padding folded into one key) against the plain reference
+path kept for this purpose, and ``torch.compile`` of the backbone. fp32 on
+CPU; no timings asserted."""
 import shutil
 
 import pytest
@@ -77,6 +78,27 @@ def test_query_size_gives_the_top_left_rows_of_the_full_output(use_global):
         cropped = attn(x, tokens, query_size=(3, 2))
     expected = full.view(6, w, w, C)[:, :3, :2].reshape(6, 6, C)
     torch.testing.assert_close(cropped, expected, **TOL)
+
+
+@pytest.mark.parametrize('use_global', [False, True])
+@pytest.mark.parametrize('qkv_bias', [True, False])
+@pytest.mark.parametrize('query_size', [(3, 2), (4, 1), (2, 4)])
+def test_attend_border_folds_the_padding_into_one_key(use_global, qkv_bias,
+                                                      query_size):
+    """A border window's real tokens with the padding folded into one key
+    give what the zero-padded window gives for those tokens."""
+    w, C = 4, 16
+    attn = randomize_(WindowAttention(C, 2, w, use_global, qkv_bias)).eval()
+    qh, qw = query_size
+    real = torch.randn(6, qh, qw, C)  # batch 2, 3 windows per image
+    padded = torch.zeros(6, w, w, C)
+    padded[:, :qh, :qw] = real
+    tokens = torch.randn(2, w * w, C) if use_global else None
+    with torch.no_grad():
+        expected = attn.attend(padded.flatten(1, 2), tokens, query_size)
+        folded = attn.attend_border(real.flatten(1, 2), tokens, query_size)
+    assert folded.shape == expected.shape == (6, 2, qh * qw, C // 2)
+    torch.testing.assert_close(folded, expected, **TOL)
 
 
 def _has_cpp_compiler() -> bool:

@@ -129,14 +129,14 @@ class GCViTBlock(nn.Module):
     def _attention_fast(self, x: torch.Tensor,
                         global_tokens: Optional[torch.Tensor]) -> torch.Tensor:
         """Same result as :meth:`_attention_reference`, without computing
-        outputs that are cropped away.
+        what the padding would add.
 
         The map splits into at most four groups of windows: whole windows,
-        and the partial last row / column / corner. Only the partial ones
-        are zero-padded (their padding still serves as keys), and each
-        group queries only its real tokens: at 800x1216 with w=24 the
-        stride-16 map is 50x76 but its padded windows cover 72x96. The
-        output projection runs once, on the assembled map.
+        and the partial last row / column / corner. A partial window is
+        never padded: it attends with its real tokens, its padding folded
+        into one key (:meth:`WindowAttention.attend_border`). At 800x1216
+        with w=24 the stride-16 map is 50x76 but its padded windows cover
+        72x96. The output projection runs once, on the assembled map.
         """
         B, H, W, C = x.shape
         w = self.window_size
@@ -144,12 +144,13 @@ class GCViTBlock(nn.Module):
         bias = self.attn.relative_position_bias()  # shared by the groups
         for rows, qh in window_spans(H, w):
             for cols, qw in window_spans(W, w):
-                region = x[:, rows, cols]
+                windows = window_partition(x[:, rows, cols], (qh, qw))
                 if qh < w or qw < w:
-                    region = F.pad(region, (0, 0, 0, w - qw, 0, w - qh))
-                windows = self.attn.attend(
-                    window_partition(region, w), global_tokens, (qh, qw),
-                    bias)
+                    windows = self.attn.attend_border(
+                        windows, global_tokens, (qh, qw), bias)
+                else:
+                    windows = self.attn.attend(windows, global_tokens,
+                                               bias=bias)
                 if out is None:
                     out = windows.new_empty(B, H, W, C)
                 write_windows(out[:, rows, cols], windows, (qh, qw))

@@ -130,6 +130,10 @@ class WindowAttention(nn.Module):
         qh, qw = query_size
         return x.unflatten(-2, (w, w))[..., :qh, :qw, :].flatten(-3, -2)
 
+    def _check_tokens(self, global_tokens: Optional[torch.Tensor]) -> None:
+        if self.use_global and global_tokens is None:
+            raise ValueError('a global attention block needs global_tokens')
+
     def _global_queries(self, global_tokens: torch.Tensor,
                         query_size: Optional[Tuple[int, int]],
                         num_windows: int) -> torch.Tensor:
@@ -166,9 +170,8 @@ class WindowAttention(nn.Module):
             (B * nW, heads, Nq, head_dims), Nq = qh * qw (N when
             ``query_size`` is None).
         """
+        self._check_tokens(global_tokens)
         if self.use_global:
-            if global_tokens is None:
-                raise ValueError('a global attention block needs global_tokens')
             k, v = self._split_heads(self.kv(x), 2).unbind(0)
             q = self._global_queries(global_tokens, query_size, x.shape[0])
         else:
@@ -177,7 +180,63 @@ class WindowAttention(nn.Module):
         if bias is None:
             bias = self.relative_position_bias()
         bias = self._crop_queries(bias.to(q.dtype), query_size)
+        return self._softmax_attention(q, k, v, bias)
 
+    def attend_border(self, x: torch.Tensor,
+                      global_tokens: Optional[torch.Tensor],
+                      query_size: Tuple[int, int],
+                      bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """:meth:`attend` for border windows given only their real tokens.
+
+        A border window holds qh x qw real tokens (top left) and zero
+        padding, which the reference path keeps as keys. Every padded token
+        has the same key and value, the projection of zero (its bias), and
+        differs only in its position bias, so all of them fold exactly into
+        one key whose bias is log(sum over the padded positions of
+        exp(bias)), per head and query: same softmax, same output, without
+        projecting or attending to the padding.
+
+        Args:
+            x: (B * nW, qh*qw, C) real tokens of each window, image-major.
+            global_tokens: (B, N, C), required when ``use_global``.
+            query_size: (qh, qw), smaller than the window.
+            bias: :meth:`relative_position_bias`, when shared.
+
+        Returns:
+            (B * nW, heads, qh*qw, head_dims), as :meth:`attend`.
+        """
+        self._check_tokens(global_tokens)
+        w = self.window_size
+        qh, qw = query_size
+        proj = self.kv if self.use_global else self.qkv
+        parts = 2 if self.use_global else 3
+        qkv = self._split_heads(proj(x), parts)
+        # (parts, 1, heads, 1, head_dims): what a zero token projects to
+        pad = self._split_heads(proj(x.new_zeros(1, 1, x.shape[-1])), parts)
+        B_ = x.shape[0]
+        k, v = (torch.cat([qkv[i], pad[i].expand(B_, -1, -1, -1)], 2)
+                for i in (-2, -1))
+        if self.use_global:
+            q = self._global_queries(global_tokens, query_size, B_)
+        else:
+            q = qkv[0]
+        if bias is None:
+            bias = self.relative_position_bias()
+        # Slices and a fixed-size mask, no boolean indexing: the shapes stay
+        # static for torch.compile.
+        rows = self._crop_queries(bias, query_size)  # (1, heads, Nq, N)
+        real = rows.unflatten(-1, (w, w))[..., :qh, :qw].flatten(-2)
+        padded = torch.ones(w, w, dtype=torch.bool, device=x.device)
+        padded[:qh, :qw] = False
+        folded = rows.masked_fill(~padded.flatten(), float('-inf')).logsumexp(
+            -1, keepdim=True)
+        bias = torch.cat([real, folded], -1)  # (1, heads, Nq, Nq + 1)
+        return self._softmax_attention(q, k, v, bias.to(q.dtype))
+
+    def _softmax_attention(self, q: torch.Tensor, k: torch.Tensor,
+                           v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """softmax(q k^T * scale + bias) v: q (B_, heads, Nq, d), k and v
+        (B_, heads, Nk, d), bias (1, heads, Nq, Nk) shared by the windows."""
         attn_drop = self.attn_drop if self.training else 0.
         if (self.use_sdpa and bias.requires_grad and q.device.type == 'cpu'
                 and attn_drop == 0. and fused_bias.AVAILABLE):
