@@ -3,22 +3,20 @@ training too, where the bias (the relative position bias) needs a gradient.
 
 ``F.scaled_dot_product_attention`` picks its math kernel on CPU as soon as
 the float mask requires grad: it materialises every window's N x N scores,
-softmax and probabilities and keeps them for backward. (On a GC ViT-T train
-step, batch 2 at 384x576 on 2 CPU cores, the fused kernel with the bias
-gradient switched off takes 2.6 s instead of 4.1 s; this module, with it,
-3.5 s.) Here the forward and the q/k/v gradients
-come from the fused flash kernel (which also returns the row log-sum-exp);
-only the bias gradient is computed apart, a chunk of windows at a time:
+softmax and probabilities and keeps them for backward. Here the forward
+and the q/k/v gradients come from the fused flash kernel (which also
+returns the row log-sum-exp); only the bias gradient is computed apart, one
+window at a time:
 
     P = exp(q k^T * scale + bias - lse),   dS = P * (dO v^T - rowsum(dO * O)),
     d bias = sum of dS over the windows (the bias is shared by all of them).
+
+A GC ViT-T train step (batch 2, 384x576, 2 CPU cores, interleaved runs):
+3.2 s with this, 3.8 s with SDPA's math kernel, 2.6 s with the fused kernel
+and no bias gradient at all (not an option, the bias is learned).
 """
 import torch
 
-# Windows per chunk of the bias gradient, so that a chunk's (n, heads, Nq,
-# Nk) float32 scores stay near the cache: one window at a time for window 24
-# (2.7-11 MiB). Chunks of 64 MiB made the train step above 3.9 s, not 3.5.
-_CHUNK_BYTES = 4 * 2**20
 # The fused CPU kernel's forward (with the log-sum-exp) and backward are
 # private aten ops; without them attention keeps SDPA's own choice.
 AVAILABLE = all(
@@ -54,35 +52,28 @@ class _BiasAttention(torch.autograd.Function):
 
 
 def _bias_grad(q, k, v, bias, out, lse, grad_out):
-    """(1, heads, Nq, Nk) gradient of the shared bias, summed over windows."""
+    """(1, heads, Nq, Nk) gradient of the shared bias, summed over windows.
+
+    One window at a time: its (heads, Nq, Nk) scores (2.7-11 MiB at window
+    24) stay near the cache, and each step is a few passes over them that
+    write in place. Batches of windows measured slower (3.9 s per GC ViT-T
+    train step with 64 MiB batches) for the copies that batching needs.
+    """
     scale = q.shape[-1]**-0.5
-    B_, heads, Nq, _ = q.shape
-    Nk = k.shape[-2]
+    f32 = torch.float32
     # rowsum(dO * O): the softmax backward's correction, (B_, heads, Nq, 1)
-    delta = (grad_out.float() * out.float()).sum(-1, keepdim=True)
-    lse = lse.float().unsqueeze(-1)
-    dbias = torch.zeros(1, heads, Nq, Nk, dtype=torch.float32,
-                        device=q.device)
-    step = max(1, _CHUNK_BYTES // (4 * heads * Nq * Nk))
-    bias = bias.float()
-    for s in range(0, B_, step):
-        e = min(s + step, B_)
-        n = e - s
-        qs = q[s:e].float().reshape(n * heads, Nq, -1)
-        ks = k[s:e].float().reshape(n * heads, Nk, -1)
-        vs = v[s:e].float().reshape(n * heads, Nk, -1)
-        dos = grad_out[s:e].float().reshape(n * heads, Nq, -1)
-        # scores + bias in one kernel, then P in place
-        probs = torch.baddbmm(
-            bias.expand(n, -1, -1, -1).reshape(n * heads, Nq, Nk), qs,
-            ks.transpose(1, 2), alpha=scale)
-        probs.sub_(lse[s:e].reshape(n * heads, Nq, 1)).exp_()
-        # dO v^T - delta in one kernel
-        dp = torch.baddbmm(
-            delta[s:e].neg().reshape(n * heads, Nq, 1).expand(-1, -1, Nk),
-            dos, vs.transpose(1, 2))
-        dbias += probs.mul_(dp).view(n, heads, Nq, Nk).sum(0, keepdim=True)
-    return dbias.to(bias.dtype)
+    neg_delta = -(grad_out.to(f32) * out.to(f32)).sum(-1, keepdim=True)
+    lse = lse.to(f32).unsqueeze(-1)
+    bias32 = bias[0].to(f32)  # (heads, Nq, Nk)
+    dbias = torch.zeros_like(bias32)
+    for b in range(q.shape[0]):
+        # P = exp(q k^T * scale + bias - lse); dP - delta = dO v^T - delta
+        probs = torch.baddbmm(bias32, q[b].to(f32), k[b].to(f32).transpose(
+            1, 2), alpha=scale).sub_(lse[b]).exp_()
+        dp = torch.baddbmm(neg_delta[b], grad_out[b].to(f32),
+                           v[b].to(f32).transpose(1, 2))
+        dbias.addcmul_(probs, dp)
+    return dbias.unsqueeze(0).to(bias.dtype)
 
 
 def bias_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
