@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gcvit_mm import GCViT
-from gcvit_mm.models.layers import WindowAttention
+from gcvit_mm.models.layers import GCViTBlock, WindowAttention
 from conftest import SMALL_ARCH, randomize_
 
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -57,6 +57,47 @@ def test_fast_path_matches_reference_outputs_and_gradients(window, hw):
     assert grads_fast.keys() == grads_ref.keys() and len(grads_fast) > 100
     for name in grads_fast:
         _assert_close_to_scale(grads_fast[name], grads_ref[name], name)
+
+
+@pytest.mark.parametrize('window, hw', [
+    (5, (83, 117)),  # partial last row and column of windows in every stage
+    (24, (100, 150)),  # every map smaller than one window: corner only
+])
+def test_pad_border_matches_fold_border_on_the_same_kernel(window, hw):
+    """border='pad' (the export path: pad to whole windows, no branch on the
+    size) against border='fold', both on the SDPA kernel: the two settings
+    are independent, and either border gives the same outputs and
+    gradients (padding, global blocks, batch 2)."""
+    fold = randomize_(GCViT(SMALL_ARCH, window_size=window, border='fold',
+                            drop_path_rate=0.))
+    pad = GCViT(SMALL_ARCH, window_size=window, border='pad',
+                drop_path_rate=0.)
+    pad.load_state_dict(fold.state_dict())
+    blocks = [b for b in pad.modules() if isinstance(b, GCViTBlock)]
+    assert {(b.border, b.attn.use_sdpa) for b in blocks} == {('pad', True)}
+    assert any(b.use_global for b in blocks)
+    x = torch.rand(2, 3, *hw)
+    outs_fold, grads_fold = _outputs_and_grads(fold.train(), x)
+    outs_pad, grads_pad = _outputs_and_grads(pad.train(), x)
+    for a, b in zip(outs_pad, outs_fold):
+        torch.testing.assert_close(a, b, **TOL)
+    assert grads_pad.keys() == grads_fold.keys() and len(grads_pad) > 100
+    for name in grads_pad:
+        _assert_close_to_scale(grads_pad[name], grads_fold[name], name, 1e-4)
+
+
+def test_border_defaults_and_bad_value():
+    """None keeps the historical pairing (fold with SDPA, pad without);
+    an explicit border wins over it; a typo names the choices."""
+    def borders(**kwargs):
+        return {b.border for b in GCViT(SMALL_ARCH, **kwargs).modules()
+                if isinstance(b, GCViTBlock)}
+    assert borders() == {'fold'}
+    assert borders(use_sdpa=False) == {'pad'}
+    assert borders(use_sdpa=False, border='fold') == {'fold'}
+    with pytest.raises(ValueError,
+                       match=r"border must be one of \('fold', 'pad'\)"):
+        GCViT(SMALL_ARCH, border='padded')
 
 
 def test_fast_path_matches_reference_in_eval_mode():

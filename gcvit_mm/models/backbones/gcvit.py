@@ -57,8 +57,13 @@ class GCViT(BaseModule):
             stages (-1: nothing; 0: the stem only). Default: -1.
         with_cp (bool): Gradient checkpointing in every block: less memory,
             same results. Default: False.
-        use_sdpa (bool): PyTorch fused attention (False: plain reference
-            math). Default: True.
+        use_sdpa (bool): Attention kernel: PyTorch's fused attention
+            (False: plain reference math). Default: True.
+        border (str, optional): Border-window strategy, independent of the
+            kernel: 'fold' (fast) or 'pad' (exportable with dynamic shapes),
+            same outputs; see ``gcvit_mm.models.layers.block.BORDERS``.
+            Default None: 'fold' with ``use_sdpa``, 'pad' without (the
+            behaviour from before this setting existed).
         init_cfg (dict, optional): ``dict(type='Pretrained',
             checkpoint=PATH_OR_URL)`` loads the paper's, timm's or our
             checkpoint format, always with ``torch.load(weights_only=True)``.
@@ -115,6 +120,7 @@ class GCViT(BaseModule):
                  frozen_stages: int = -1,
                  with_cp: bool = False,
                  use_sdpa: bool = True,
+                 border: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch_settings, self.window_size, self.out_indices = \
@@ -155,7 +161,8 @@ class GCViT(BaseModule):
                     qkv_bias=qkv_bias,
                     drop=drop_rate,
                     attn_drop=attn_drop_rate,
-                    use_sdpa=use_sdpa))
+                    use_sdpa=use_sdpa,
+                    border=border))
         # A fresh LayerNorm per output, as in Swin and the paper's dense
         # code; the classifier's final norm is not reused.
         for i in self.out_indices:

@@ -11,6 +11,30 @@ from .reduce_size import ReduceSize
 from .token_generator import GlobalTokenGenerator
 from .window_attention import WindowAttention, window_partition, window_reverse
 
+# How a block attends in the windows at the map's right/bottom border, which
+# the map only partly fills (see GCViTBlock):
+#   'fold': split the map into whole windows and the partial last row,
+#       column and corner; partial windows query only their real tokens and
+#       fold their padding into one key. Fastest, but it branches in Python
+#       on the map size, so a traced/exported graph holds for one size only.
+#   'pad': the paper's recipe as written: pad the map to whole windows,
+#       attend in every window, crop. The padding amounts are symbolic
+#       arithmetic on the size, with no branch on it: the path that
+#       torch.export / ONNX export with dynamic shapes need.
+BORDERS = ('fold', 'pad')
+
+
+def resolve_border(border: Optional[str], use_sdpa: bool) -> str:
+    """The border strategy a block uses; ``None`` keeps the behaviour from
+    before the setting existed ('fold' with SDPA, 'pad' without), on which
+    tools/get_flops.py relies for the paper's FLOP count."""
+    if border is None:
+        return 'fold' if use_sdpa else 'pad'
+    if border not in BORDERS:
+        raise ValueError(f'border must be one of {BORDERS} (or None), got '
+                         f'{border!r}')
+    return border
+
 
 def window_spans(size: int, window_size: int) -> List[Tuple[slice, int]]:
     """Split [0, size) into the span of whole windows and the span of the
@@ -74,7 +98,11 @@ class GCViTBlock(nn.Module):
         drop (float): Dropout after projections.
         attn_drop (float): Dropout on attention weights.
         drop_path (float): Stochastic depth rate.
-        use_sdpa (bool): Use PyTorch's fused attention.
+        use_sdpa (bool): Attention kernel: PyTorch's fused attention, or
+            (False) the plain softmax(q k^T + bias) v math.
+        border (str, optional): Border-window strategy, 'fold' or 'pad' (see
+            :data:`BORDERS`); same outputs either way. None: 'fold' with
+            ``use_sdpa``, 'pad' without.
     """
 
     def __init__(self,
@@ -88,9 +116,11 @@ class GCViTBlock(nn.Module):
                  drop: float = 0.,
                  attn_drop: float = 0.,
                  drop_path: float = 0.,
-                 use_sdpa: bool = True) -> None:
+                 use_sdpa: bool = True,
+                 border: Optional[str] = None) -> None:
         super().__init__()
         self.window_size = window_size
+        self.border = resolve_border(border, use_sdpa)
         self.use_global = use_global
         self.norm1 = nn.LayerNorm(embed_dims)
         self.attn = WindowAttention(embed_dims, num_heads, window_size,
@@ -108,7 +138,7 @@ class GCViTBlock(nn.Module):
     def _attention(self, x: torch.Tensor,
                    global_tokens: Optional[torch.Tensor]) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C), attention within w x w windows."""
-        if self.attn.use_sdpa:
+        if self.border == 'fold':
             return self._attention_fast(x, global_tokens)
         return self._attention_reference(x, global_tokens)
 
@@ -116,14 +146,20 @@ class GCViTBlock(nn.Module):
             self, x: torch.Tensor,
             global_tokens: Optional[torch.Tensor]) -> torch.Tensor:
         """The paper's recipe as written: zero-pad the map right/bottom to
-        whole windows, attend in every window, crop back."""
+        whole windows, attend in every window, crop back.
+
+        Written for export with dynamic shapes: the padded size is the
+        window count times w, so under torch.export it is symbolic
+        arithmetic that the window reshapes provably divide, and the map is
+        padded even when the padding is zero (a branch on the size would be
+        frozen into the graph, or make export fail).
+        """
         B, H, W, C = x.shape
         w = self.window_size
-        pad_b, pad_r = -H % w, -W % w
-        if pad_b or pad_r:
-            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+        rows, cols = (H + w - 1) // w * w, (W + w - 1) // w * w
+        x = F.pad(x, (0, 0, 0, cols - W, 0, rows - H))
         windows = self.attn(window_partition(x, w), global_tokens)
-        x = window_reverse(windows, w, (H + pad_b, W + pad_r))
+        x = window_reverse(windows, w, (rows, cols))
         return x[:, :H, :W, :]
 
     def _attention_fast(self, x: torch.Tensor,

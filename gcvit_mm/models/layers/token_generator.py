@@ -90,7 +90,10 @@ class GlobalTokenGenerator(nn.Module):
             x = mbconv(x)
             if i < self.num_pools:
                 x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+        # Under torch.export always resized (bicubic at scale 1 is an exact
+        # copy): the size test would be frozen into the exported graph, and
+        # it is not evaluated at all there, so it adds no guard.
         w = self.window_size
-        if x.shape[-2:] != (w, w):
+        if torch.compiler.is_exporting() or x.shape[-2:] != (w, w):
             x = F.interpolate(x, size=(w, w), mode='bicubic')
         return x.flatten(2).transpose(1, 2)
