@@ -5,8 +5,12 @@
 #   pytest, setuptools<81, and gcvit_mm itself (editable).
 #
 # Usage:
-#   bash tools/install.sh [--wheel-dir DIR]...
+#   bash tools/install.sh [--wheel-dir DIR]... [--deploy]
 #   MMCV_WHEEL_DIR=DIR bash tools/install.sh
+#
+# --deploy also installs the optional ONNX export extra: onnx 1.23.2,
+#   onnxruntime 1.32.0, onnxscript 0.7.2 (torch 2.13's dynamo exporter needs
+#   it), the versions tools/deploy/export_onnx.py was checked with.
 #
 # mmcv 2.1.0 (with ops) comes from, in order:
 #   1. the one already installed, if `mmcv._ext` imports;
@@ -55,14 +59,19 @@ trap '[ -n "$TMP_DIR" ] && rm -rf "$TMP_DIR"' EXIT
 
 # ---------------------------------------------------------------- arguments
 WHEEL_DIRS=()
+DEPLOY=0
 if [ -n "${MMCV_WHEEL_DIR:-}" ]; then
     WHEEL_DIRS+=("$MMCV_WHEEL_DIR")
 fi
+for arg in "$@"; do
+    if [ "$arg" = --deploy ]; then TOTAL_STEPS=8; fi
+done
 while [ $# -gt 0 ]; do
     case "$1" in
         --wheel-dir) [ $# -ge 2 ] || die "--wheel-dir needs a folder"; WHEEL_DIRS+=("$2"); shift 2 ;;
         --wheel-dir=*) WHEEL_DIRS+=("${1#*=}"); shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --deploy) DEPLOY=1; shift ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
@@ -255,7 +264,15 @@ else
     pip_install --no-deps --no-build-isolation -e "$REPO_DIR"
 fi
 
-# ---------------------------------------------------------------- 7. checks
+# ---------------------------------------------------------------- 7. deploy extra
+if [ "$DEPLOY" = 1 ]; then
+    step "deploy extra: onnx, onnxruntime, onnxscript"
+    ensure "onnx==1.23.2" "onnxruntime==1.32.0" "onnxscript==0.7.2"
+    "$PY" -c "import onnx, onnxruntime, onnxscript" \
+        || die "the deploy extra does not import (see the traceback above)"
+fi
+
+# ---------------------------------------------------------------- 8. checks
 step "setuptools < 81 and final import check"
 ensure "setuptools<81"
 "$PY" - <<'PYEOF' || die "setuptools must be < 81 and provide pkg_resources (mmengine needs it for mmdet::/mmseg:: configs)"
