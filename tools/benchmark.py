@@ -16,6 +16,11 @@ Columns:
     ``with_cp=True``: on CPU the rise of the peak RSS over the RSS after
     building the model, its gradients and the input, each config in a fresh
     process; on CUDA ``max_memory_allocated`` over the same baseline;
+  * ONNX Runtime: GC ViT-T w24's backbone exported by
+    ``gcvit_mm.deploy.export_onnx`` (dynamic shapes, border='pad'), run by
+    ONNX Runtime on CPU with as many threads as torch, interleaved with the
+    PyTorch backbone (eager, default path) at ``--shape``, batch 1; skipped
+    with a note when the deploy extra is missing;
   * GFLOPs: mmengine's ``get_model_complexity_info`` at ``--shape`` (one
     FLOP = one multiply-add). mmengine does not count the fused
     ``scaled_dot_product_attention``, so GC ViT is counted with
@@ -26,6 +31,8 @@ Usage::
 
     python tools/benchmark.py                      # CPU, ~10 min on 2 cores
     python tools/benchmark.py --device cuda        # + fp16 / bf16 autocast
+    python tools/benchmark.py --skip-train --skip-memory --skip-flops \
+        --skip-full-model                          # forward + ONNX Runtime only
 """
 import argparse
 import os
@@ -214,6 +221,36 @@ def gflops(name: str, shape: Sequence[int]) -> float:
     return info['flops'] / 1e9
 
 
+# ---------------------------------------------------------------- onnx
+ONNX_MODEL = 'GC ViT-T w24'
+
+
+def onnx_runtime_latency(shape: Sequence[int], warmup: int, repeats: int
+                         ) -> Dict[str, float]:
+    """Median seconds of the PyTorch backbone and of its ONNX export under
+    ONNX Runtime, interleaved, batch 1 at ``shape``; {} without the deploy
+    extra."""
+    try:
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return {}
+    from gcvit_mm.deploy import export_onnx, onnx_session, run_onnx
+    torch.manual_seed(0)
+    model = set_eval(build_backbone(ONNX_MODEL))
+    twin = set_eval(build_backbone(ONNX_MODEL, border='pad'))
+    twin.load_state_dict(model.state_dict())
+    x = torch.rand(1, 3, *shape)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, 'backbone.onnx')
+        # a small example: the file takes any size (dynamic shapes)
+        export_onnx(twin, torch.rand(2, 3, 224, 320), path, dynamic=True)
+        session = onnx_session(path, threads=torch.get_num_threads())
+    fns = {'PyTorch': forward_fn(model, x, torch.float32),
+           'ONNX Runtime': lambda: run_onnx(session, x)}
+    return interleaved_medians(fns, warmup, repeats, torch.device('cpu'))
+
+
 # ---------------------------------------------------------------- report
 def machine(device: torch.device) -> str:
     if device.type == 'cuda':
@@ -253,6 +290,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--skip-memory', action='store_true')
     parser.add_argument('--skip-flops', action='store_true')
     parser.add_argument('--skip-full-model', action='store_true')
+    parser.add_argument('--skip-onnx', action='store_true',
+                        help='no ONNX Runtime row (CPU only)')
     parser.add_argument('--memory-probe', nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.device.startswith('cuda') and '--train-shape' not in (
@@ -318,10 +357,18 @@ def main(argv=None) -> None:
         fns = {n: detector_fn(m, x) for n, m in dets.items()}
         detectors = interleaved_medians(fns, args.warmup,
                                         max(args.repeats - 2, 1), device)
-    print_report(args, device, rows, detectors)
+    onnx_times = {}
+    if not args.skip_onnx and device.type == 'cpu':
+        log('onnx runtime ...')
+        onnx_times = onnx_runtime_latency(args.shape, args.warmup,
+                                          args.repeats)
+        if not onnx_times:
+            log('onnx runtime skipped: no deploy extra '
+                '(bash tools/install.sh --deploy)')
+    print_report(args, device, rows, detectors, onnx_times)
 
 
-def print_report(args, device, rows, detectors) -> None:
+def print_report(args, device, rows, detectors, onnx_times=None) -> None:
     H, W = args.shape
     B, TH, TW = args.train_shape
     peer = rows[PEER]
@@ -370,6 +417,17 @@ def print_report(args, device, rows, detectors) -> None:
               'proposals for both, the RoI head runs on all of them (with '
               'random weights no box passes the score threshold, so the '
               'mask head runs on none for either).')
+    if onnx_times:
+        import onnxruntime
+        base = onnx_times['PyTorch']
+        print(f'\n| {ONNX_MODEL} backbone, batch 1, {H}x{W}, fp32 (ms) '
+              f'| time | ratio |')
+        print('|---|---|---|')
+        print(f'| PyTorch {torch.__version__} (eager) | {base * 1e3:.0f} '
+              f'| 1.00x |')
+        t = onnx_times['ONNX Runtime']
+        print(f'| ONNX Runtime {onnxruntime.__version__} (CPU, exported '
+              f'with dynamic shapes) | {t * 1e3:.0f} | {ratio(t, base)} |')
 
 
 if __name__ == '__main__':
