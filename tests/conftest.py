@@ -67,3 +67,13 @@ def tiny_toy_data(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('tiny_toy_data'))
     make_tiny_toy_data(root)
     return root
+
+
+@pytest.fixture
+def toy_env(tiny_toy_data, monkeypatch):
+    """The tiny toy set for configs run in this process."""
+    # configs read $GCVIT_MM_DATA when they are loaded
+    monkeypatch.setenv('GCVIT_MM_DATA', tiny_toy_data)
+    # torch >= 2.6 loads with weights_only=True unless this is set
+    monkeypatch.delenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', raising=False)
+    return tiny_toy_data

@@ -16,15 +16,6 @@ from detection_utils import (TOOLS, RecordRunHook, load_tool,
                              tool_env, write_small_config)
 
 
-@pytest.fixture
-def toy_env(tiny_toy_data, monkeypatch):
-    # configs read $GCVIT_MM_DATA when they are loaded
-    monkeypatch.setenv('GCVIT_MM_DATA', tiny_toy_data)
-    # torch >= 2.6 loads with weights_only=True unless this is set
-    monkeypatch.delenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', raising=False)
-    return tiny_toy_data
-
-
 @pytest.mark.parametrize('head', ['mask_rcnn', 'cascade'])
 def test_losses_fall_then_coco_box_and_mask_map(tmp_path, toy_env, head):
     # The same two images every iteration, so the loss must fall.

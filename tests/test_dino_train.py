@@ -16,13 +16,6 @@ COCO_MODELS = ['gcvit_t_4scale_12e_coco', 'gcvit_s_4scale_12e_coco',
 
 
 @pytest.fixture
-def toy_env(tiny_toy_data, monkeypatch):
-    monkeypatch.setenv('GCVIT_MM_DATA', tiny_toy_data)
-    monkeypatch.delenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', raising=False)
-    return tiny_toy_data
-
-
-@pytest.fixture
 def fallback_calls(monkeypatch):
     """Counts calls of mmcv's PyTorch deformable attention (the CUDA kernel
     is the other branch of MultiScaleDeformableAttention.forward)."""

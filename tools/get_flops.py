@@ -66,6 +66,15 @@ def _tensors(obj):
             yield from _tensors(item)
 
 
+def image_sample(shape):
+    """The DetDataSample of one unpadded, unscaled image of ``shape``."""
+    from mmdet.structures import DetDataSample
+    h, w = shape
+    return DetDataSample(metainfo=dict(
+        img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+        batch_input_shape=(h, w), scale_factor=(1., 1.)))
+
+
 class DetDummy(torch.nn.Module):
     """mmdet 2.x's ``forward_dummy``: features, RPN head, RoI heads on fixed
     random proposals (no NMS, so the count does not depend on weights)."""
@@ -78,7 +87,6 @@ class DetDummy(torch.nn.Module):
         self.shape = shape
 
     def forward(self, img):
-        from mmdet.structures import DetDataSample
         from mmengine.structures import InstanceData
         det = self.detector
         x = det.extract_feat(img)
@@ -94,9 +102,7 @@ class DetDummy(torch.nn.Module):
                 [w / 2, h / 2]) + 8
             proposals = InstanceData(
                 bboxes=torch.cat([xy, xy + wh], 1).to(img.device))
-            sample = DetDataSample(metainfo=dict(
-                img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-                batch_input_shape=(h, w), scale_factor=(1., 1.)))
+            sample = image_sample(self.shape)
             roi_head = det.roi_head
             if hasattr(roi_head, 'num_stages'):
                 # Cascade: mmdet 2.x CascadeRoIHead.forward_dummy, every box
@@ -130,24 +136,21 @@ class DetrDummy(torch.nn.Module):
         self.shape = shape
 
     def forward(self, img):
-        from mmdet.structures import DetDataSample
-        h, w = self.shape
-        sample = DetDataSample(metainfo=dict(
-            img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-            batch_input_shape=(h, w), scale_factor=(1., 1.)))
-        return tuple(_tensors(self.detector._forward(img, [sample])))
+        return tuple(_tensors(
+            self.detector._forward(img, [image_sample(self.shape)])))
 
 
 def dummy_for(model, shape):
-    """The module to count: a detector's dummy forward, or a segmentor (or
-    anything else) in its tensor mode."""
+    """(module to count, what it covers): a detector's dummy forward, or a
+    segmentor (or anything else) in its tensor mode."""
     if hasattr(model, 'forward_transformer'):  # DINO and its DETR family
-        return DetrDummy(model, shape)
-    if hasattr(model, 'roi_head') or hasattr(model, 'rpn_head'):
-        return DetDummy(model, shape)
-    model.forward = lambda inputs: model._forward(inputs)
-    model.what = ''
-    return model
+        dummy = DetrDummy(model, shape)
+    elif hasattr(model, 'roi_head') or hasattr(model, 'rpn_head'):
+        dummy = DetDummy(model, shape)
+    else:
+        model.forward = lambda inputs: model._forward(inputs)
+        return model, ''
+    return dummy, dummy.what
 
 
 def count(cfg, shape):
@@ -164,7 +167,7 @@ def count(cfg, shape):
     model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
     h, w = shape
     img = torch.zeros(1, 3, h, w)
-    wrapped = dummy_for(model, shape)
+    wrapped, what = dummy_for(model, shape)
     with torch.no_grad():
         analyzer = FlopAnalyzer(wrapped, (img, ))
         analyzer.unsupported_ops_warnings(False)
@@ -174,7 +177,7 @@ def count(cfg, shape):
         # addmm/linear, convolutions conv), so 'matmul' is the attention.
         attention = analyzer.by_operator().get('matmul', 0)
     params = parameter_count(wrapped)['']
-    return params, total, total - attention, wrapped.what
+    return params, total, total - attention, what
 
 
 def main(argv=None):
