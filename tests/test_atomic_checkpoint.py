@@ -405,7 +405,7 @@ def test_every_config_saves_with_the_atomic_hook():
     # the glob must see every family, not pass on an empty or wrong folder
     families = {osp.relpath(osp.dirname(p), REPO) for p in configs}
     assert families == {'configs/mask_rcnn', 'configs/cascade',
-                        'configs/upernet'}, families
+                        'configs/dino', 'configs/upernet'}, families
     hooks = {
         osp.relpath(p, REPO):
         Config.fromfile(p).default_hooks.checkpoint.type
