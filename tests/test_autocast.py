@@ -32,7 +32,7 @@ def _forward_backward(model, x):
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize('path', [dict(use_sdpa=True), dict(use_sdpa=False),
+@pytest.mark.parametrize('path', [dict(), dict(use_sdpa=False, border='pad'),
                                   dict(with_cp=True)],
                          ids=['fast', 'reference', 'with_cp'])
 def test_autocast_forward_and_backward(dtype, path):

@@ -15,9 +15,10 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 
 
 def _pair_of_models(**kwargs):
-    """Fast and reference models with identical weights."""
-    fast = randomize_(GCViT(SMALL_ARCH, use_sdpa=True, **kwargs))
-    ref = GCViT(SMALL_ARCH, use_sdpa=False, **kwargs)
+    """Fast (the defaults) and reference (plain math, padded windows)
+    models with identical weights."""
+    fast = randomize_(GCViT(SMALL_ARCH, **kwargs))
+    ref = GCViT(SMALL_ARCH, use_sdpa=False, border='pad', **kwargs)
     ref.load_state_dict(fast.state_dict())
     return fast, ref
 
@@ -59,22 +60,24 @@ def test_fast_path_matches_reference_outputs_and_gradients(window, hw):
         _assert_close_to_scale(grads_fast[name], grads_ref[name], name)
 
 
+@pytest.mark.parametrize('use_sdpa', [True, False], ids=['sdpa', 'math'])
 @pytest.mark.parametrize('window, hw', [
     (5, (83, 117)),  # partial last row and column of windows in every stage
     (24, (100, 150)),  # every map smaller than one window: corner only
 ])
-def test_pad_border_matches_fold_border_on_the_same_kernel(window, hw):
+def test_pad_border_matches_fold_border_on_the_same_kernel(window, hw,
+                                                           use_sdpa):
     """border='pad' (the export path: pad to whole windows, no branch on the
-    size) against border='fold', both on the SDPA kernel: the two settings
-    are independent, and either border gives the same outputs and
-    gradients (padding, global blocks, batch 2)."""
+    size) against border='fold' on the same kernel: the two settings are
+    independent, and either border gives the same outputs and gradients
+    (padding, global blocks, batch 2)."""
     fold = randomize_(GCViT(SMALL_ARCH, window_size=window, border='fold',
-                            drop_path_rate=0.))
+                            use_sdpa=use_sdpa, drop_path_rate=0.))
     pad = GCViT(SMALL_ARCH, window_size=window, border='pad',
-                drop_path_rate=0.)
+                use_sdpa=use_sdpa, drop_path_rate=0.)
     pad.load_state_dict(fold.state_dict())
     blocks = [b for b in pad.modules() if isinstance(b, GCViTBlock)]
-    assert {(b.border, b.attn.use_sdpa) for b in blocks} == {('pad', True)}
+    assert {(b.border, b.attn.use_sdpa) for b in blocks} == {('pad', use_sdpa)}
     assert any(b.use_global for b in blocks)
     x = torch.rand(2, 3, *hw)
     outs_fold, grads_fold = _outputs_and_grads(fold.train(), x)
@@ -86,17 +89,18 @@ def test_pad_border_matches_fold_border_on_the_same_kernel(window, hw):
         _assert_close_to_scale(grads_pad[name], grads_fold[name], name, 1e-4)
 
 
-def test_border_defaults_and_bad_value():
-    """None keeps the historical pairing (fold with SDPA, pad without);
-    an explicit border wins over it; a typo names the choices."""
+def test_border_default_is_independent_of_the_kernel_and_checked():
+    """'fold' by default whichever kernel; an explicit border is kept; a
+    typo names the choices."""
     def borders(**kwargs):
         return {b.border for b in GCViT(SMALL_ARCH, **kwargs).modules()
                 if isinstance(b, GCViTBlock)}
     assert borders() == {'fold'}
-    assert borders(use_sdpa=False) == {'pad'}
-    assert borders(use_sdpa=False, border='fold') == {'fold'}
+    assert borders(use_sdpa=False) == {'fold'}
+    assert borders(border='pad') == {'pad'}
     with pytest.raises(ValueError,
-                       match=r"border must be one of \('fold', 'pad'\)"):
+                       match=r"border must be one of \('fold', 'pad'\), "
+                       r"got 'padded'"):
         GCViT(SMALL_ARCH, border='padded')
 
 

@@ -24,8 +24,9 @@ Columns:
   * GFLOPs: mmengine's ``get_model_complexity_info`` at ``--shape`` (one
     FLOP = one multiply-add). mmengine does not count the fused
     ``scaled_dot_product_attention``, so GC ViT is counted with
-    ``use_sdpa=False`` (plain matmuls, whole-map padding: the paper's count);
-    the fast path computes less than that (it skips queries in padding).
+    ``use_sdpa=False, border='pad'`` (plain matmuls, whole-map padding: the
+    paper's count); the default path computes less than that (no work for
+    padded tokens).
 
 Usage::
 
@@ -66,10 +67,12 @@ DETECTORS = {'Mask R-CNN GC ViT-T w24': 'GC ViT-T w24',
 
 
 def build_backbone(name: str, **kwargs) -> nn.Module:
-    """One of :data:`BACKBONES`; kwargs: with_cp, use_sdpa (GC ViT only)."""
+    """One of :data:`BACKBONES`; kwargs: with_cp, and for GC ViT only
+    use_sdpa and border (dropped for Swin-T)."""
     if name == 'Swin-T':
         from mmdet.models.backbones import SwinTransformer
         kwargs.pop('use_sdpa', None)
+        kwargs.pop('border', None)
         return SwinTransformer(**SWIN_T, **kwargs)
     from gcvit_mm import GCViT
     window = 24 if name == 'GC ViT-T w24' else (7, 7, 14, 7)
@@ -213,7 +216,7 @@ def _memory_probe(name: str, with_cp: bool, train_shape: Sequence[int]) -> None:
 # ---------------------------------------------------------------- flops
 def gflops(name: str, shape: Sequence[int]) -> float:
     from mmengine.analysis import get_model_complexity_info
-    model = set_eval(build_backbone(name, use_sdpa=False))
+    model = set_eval(build_backbone(name, use_sdpa=False, border='pad'))
     x = torch.rand(1, 3, *shape)
     with torch.no_grad():
         info = get_model_complexity_info(

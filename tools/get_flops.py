@@ -8,7 +8,8 @@
 #   * with attention: the backbone's attention matmuls (q @ k^T and attn @ v)
 #     counted. mmengine counts aten::matmul but not the fused
 #     scaled_dot_product_attention, so we trace GCViT(use_sdpa=False), whose
-#     plain-math attention gives the same outputs.
+#     plain-math attention gives the same outputs, with border='pad': every
+#     window padded to whole, as the paper's code computes it.
 #   * without attention: the same minus those matmuls, as mmcv 1.x's
 #     module-hook counter, which the paper used, never saw them.
 import argparse
@@ -156,13 +157,14 @@ def dummy_for(model, shape):
 def count(cfg, shape):
     """(params, FLOPs with the attention matmuls, FLOPs without them,
     what the count covers) from one trace of the model with
-    GCViT(use_sdpa=False)."""
+    GCViT(use_sdpa=False, border='pad')."""
     from mmengine.analysis import FlopAnalyzer, parameter_count
     from mmengine.registry import MODELS
     cfg = cfg.copy()
     backbone = cfg.model.backbone
     if backbone.get('type') == 'GCViT':
         backbone['use_sdpa'] = False  # plain q @ k^T and attn @ v matmuls
+        backbone['border'] = 'pad'  # padded windows, as the paper computes
     backbone.pop('init_cfg', None)  # FLOPs do not need weights
     model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
     h, w = shape

@@ -59,11 +59,10 @@ class GCViT(BaseModule):
             same results. Default: False.
         use_sdpa (bool): Attention kernel: PyTorch's fused attention
             (False: plain reference math). Default: True.
-        border (str, optional): Border-window strategy, independent of the
-            kernel: 'fold' (fast) or 'pad' (exportable with dynamic shapes),
-            same outputs; see ``gcvit_mm.models.layers.block.BORDERS``.
-            Default None: 'fold' with ``use_sdpa``, 'pad' without (the
-            behaviour from before this setting existed).
+        border (str): Border-window strategy, independent of the kernel:
+            'fold' (fast) or 'pad' (exportable with dynamic shapes; the
+            paper's FLOP count), same outputs; see
+            ``gcvit_mm.models.layers.block.BORDERS``. Default: 'fold'.
         init_cfg (dict, optional): ``dict(type='Pretrained',
             checkpoint=PATH_OR_URL)`` loads the paper's, timm's or our
             checkpoint format, always with ``torch.load(weights_only=True)``.
@@ -120,7 +119,7 @@ class GCViT(BaseModule):
                  frozen_stages: int = -1,
                  with_cp: bool = False,
                  use_sdpa: bool = True,
-                 border: Optional[str] = None,
+                 border: str = 'fold',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch_settings, self.window_size, self.out_indices = \

@@ -24,15 +24,11 @@ from .window_attention import WindowAttention, window_partition, window_reverse
 BORDERS = ('fold', 'pad')
 
 
-def resolve_border(border: Optional[str], use_sdpa: bool) -> str:
-    """The border strategy a block uses; ``None`` keeps the behaviour from
-    before the setting existed ('fold' with SDPA, 'pad' without), on which
-    tools/get_flops.py relies for the paper's FLOP count."""
-    if border is None:
-        return 'fold' if use_sdpa else 'pad'
+def check_border(border: str) -> str:
+    """``border`` if it is one of :data:`BORDERS`, else a ValueError naming
+    the choices."""
     if border not in BORDERS:
-        raise ValueError(f'border must be one of {BORDERS} (or None), got '
-                         f'{border!r}')
+        raise ValueError(f'border must be one of {BORDERS}, got {border!r}')
     return border
 
 
@@ -100,9 +96,9 @@ class GCViTBlock(nn.Module):
         drop_path (float): Stochastic depth rate.
         use_sdpa (bool): Attention kernel: PyTorch's fused attention, or
             (False) the plain softmax(q k^T + bias) v math.
-        border (str, optional): Border-window strategy, 'fold' or 'pad' (see
-            :data:`BORDERS`); same outputs either way. None: 'fold' with
-            ``use_sdpa``, 'pad' without.
+        border (str): Border-window strategy, 'fold' or 'pad' (see
+            :data:`BORDERS`), independent of the kernel; same outputs
+            either way.
     """
 
     def __init__(self,
@@ -117,10 +113,10 @@ class GCViTBlock(nn.Module):
                  attn_drop: float = 0.,
                  drop_path: float = 0.,
                  use_sdpa: bool = True,
-                 border: Optional[str] = None) -> None:
+                 border: str = 'fold') -> None:
         super().__init__()
         self.window_size = window_size
-        self.border = resolve_border(border, use_sdpa)
+        self.border = check_border(border)
         self.use_global = use_global
         self.norm1 = nn.LayerNorm(embed_dims)
         self.attn = WindowAttention(embed_dims, num_heads, window_size,
