@@ -30,10 +30,9 @@ def record_attention(attn, name: str, stats: dict) -> None:
     softmax(bias) under ``name``. The wrapped call's result is unchanged."""
     attend = attn.attend
 
-    def attend_and_record(x, global_tokens=None, query_size=None, bias=None):
-        if bias is None:
-            bias = attn.relative_position_bias()
-        bias = attn._crop_queries(bias, query_size)  # (1, heads, Nq, N)
+    def attend_and_record(x, global_tokens=None, query_size=None):
+        bias = attn._crop_queries(attn.relative_position_bias(),
+                                  query_size)  # (1, heads, Nq, N)
         if attn.use_global:
             k = attn._split_heads(attn.kv(x), 2)[0]
             q = attn._global_queries(global_tokens, query_size, x.shape[0])
@@ -43,7 +42,7 @@ def record_attention(attn, name: str, stats: dict) -> None:
         logits = (q * attn.scale) @ k.transpose(-2, -1) + bias
         stats[name].append((normalized_entropy(logits.softmax(-1)),
                             normalized_entropy(bias.softmax(-1))))
-        return attend(x, global_tokens, query_size, bias)
+        return attend(x, global_tokens, query_size)
 
     attn.attend = attend_and_record
 

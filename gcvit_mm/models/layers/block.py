@@ -173,16 +173,14 @@ class GCViTBlock(nn.Module):
         B, H, W, C = x.shape
         w = self.window_size
         out = None  # allocated like the attention output (autocast dtype)
-        bias = self.attn.relative_position_bias()  # shared by the groups
         for rows, qh in window_spans(H, w):
             for cols, qw in window_spans(W, w):
                 windows = window_partition(x[:, rows, cols], (qh, qw))
                 if qh < w or qw < w:
                     windows = self.attn.attend_border(
-                        windows, global_tokens, (qh, qw), bias)
-                else:
-                    windows = self.attn.attend(windows, global_tokens,
-                                               bias=bias)
+                        windows, global_tokens, (qh, qw))
+                else:  # the whole windows: one group at most
+                    windows = self.attn.attend(windows, global_tokens)
                 if out is None:
                     out = windows.new_empty(B, H, W, C)
                 write_windows(out[:, rows, cols], windows, (qh, qw))

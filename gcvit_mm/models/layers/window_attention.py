@@ -151,8 +151,7 @@ class WindowAttention(nn.Module):
     def attend(self,
                x: torch.Tensor,
                global_tokens: Optional[torch.Tensor] = None,
-               query_size: Optional[Tuple[int, int]] = None,
-               bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+               query_size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
         """Attention within windows, before the output projection.
 
         Args:
@@ -162,9 +161,8 @@ class WindowAttention(nn.Module):
             query_size: (qh, qw): compute outputs only for the top-left
                 qh x qw tokens of each window; every token stays a key.
                 For border windows whose other tokens are padding that the
-                caller crops away. None: all N tokens.
-            bias: :meth:`relative_position_bias`, when the caller shares one
-                gather between several calls.
+                caller crops away (:meth:`attend_border` does the same
+                without keys for the padding). None: all N tokens.
 
         Returns:
             (B * nW, heads, Nq, head_dims), Nq = qh * qw (N when
@@ -177,15 +175,40 @@ class WindowAttention(nn.Module):
         else:
             q, k, v = self._split_heads(self.qkv(x), 3).unbind(0)
             q = self._crop_queries(q, query_size)
-        if bias is None:
-            bias = self.relative_position_bias()
-        bias = self._crop_queries(bias.to(q.dtype), query_size)
-        return self._softmax_attention(q, k, v, bias)
+        bias = self._crop_queries(self.relative_position_bias(), query_size)
+        return self._softmax_attention(q, k, v, bias.to(q.dtype))
+
+    def border_bias(self, query_size: Tuple[int, int]) -> torch.Tensor:
+        """(1, heads, Nq, Nq + 1) bias of a border window whose top-left
+        qh x qw tokens are real (Nq = qh*qw) and whose padding is folded
+        into one last key (see :meth:`attend_border`).
+
+        Gathered straight from the table, not cropped from
+        :meth:`relative_position_bias`: a border window needs Nq of the N
+        rows, and a map smaller than one window (stage 4 at 384x576) needs
+        no full bias at all; the gradient goes to the small table instead
+        of a full (heads, N, N) bias.
+        """
+        w = self.window_size
+        qh, qw = query_size
+        # (Nq, w, w): row i is query i's index of every window position
+        index = self.relative_position_index.view(w, w, w, w)[:qh, :qw]
+        index = index.reshape(qh * qw, w, w)
+        # Real keys, then the padding: the rows below the real ones and the
+        # columns right of them. Slices, no boolean mask: static shapes.
+        index = torch.cat([index[:, :qh, :qw].flatten(1),
+                           index[:, qh:].flatten(1),
+                           index[:, :qh, qw:].flatten(1)], 1)
+        table = self.relative_position_bias_table.t()  # (heads, (2w-1)^2)
+        bias = table.index_select(1, index.flatten()).view(
+            self.num_heads, qh * qw, w * w)
+        real, padded = bias.split([qh * qw, w * w - qh * qw], -1)
+        folded = padded.logsumexp(-1, keepdim=True)
+        return torch.cat([real, folded], -1).unsqueeze(0)
 
     def attend_border(self, x: torch.Tensor,
                       global_tokens: Optional[torch.Tensor],
-                      query_size: Tuple[int, int],
-                      bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+                      query_size: Tuple[int, int]) -> torch.Tensor:
         """:meth:`attend` for border windows given only their real tokens.
 
         A border window holds qh x qw real tokens (top left) and zero
@@ -200,14 +223,11 @@ class WindowAttention(nn.Module):
             x: (B * nW, qh*qw, C) real tokens of each window, image-major.
             global_tokens: (B, N, C), required when ``use_global``.
             query_size: (qh, qw), smaller than the window.
-            bias: :meth:`relative_position_bias`, when shared.
 
         Returns:
             (B * nW, heads, qh*qw, head_dims), as :meth:`attend`.
         """
         self._check_tokens(global_tokens)
-        w = self.window_size
-        qh, qw = query_size
         proj = self.kv if self.use_global else self.qkv
         parts = 2 if self.use_global else 3
         qkv = self._split_heads(proj(x), parts)
@@ -220,17 +240,7 @@ class WindowAttention(nn.Module):
             q = self._global_queries(global_tokens, query_size, B_)
         else:
             q = qkv[0]
-        if bias is None:
-            bias = self.relative_position_bias()
-        # Slices and a fixed-size mask, no boolean indexing: the shapes stay
-        # static for torch.compile.
-        rows = self._crop_queries(bias, query_size)  # (1, heads, Nq, N)
-        real = rows.unflatten(-1, (w, w))[..., :qh, :qw].flatten(-2)
-        padded = torch.ones(w, w, dtype=torch.bool, device=x.device)
-        padded[:qh, :qw] = False
-        folded = rows.masked_fill(~padded.flatten(), float('-inf')).logsumexp(
-            -1, keepdim=True)
-        bias = torch.cat([real, folded], -1)  # (1, heads, Nq, Nq + 1)
+        bias = self.border_bias(query_size)
         return self._softmax_attention(q, k, v, bias.to(q.dtype))
 
     def _softmax_attention(self, q: torch.Tensor, k: torch.Tensor,
