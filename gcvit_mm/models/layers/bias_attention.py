@@ -3,26 +3,27 @@ training too, where the bias (the relative position bias) needs a gradient.
 
 ``F.scaled_dot_product_attention`` picks its math kernel on CPU as soon as
 the float mask requires grad: it materialises every window's N x N scores,
-softmax and probabilities and keeps them for backward. Here the forward
-and the q/k/v gradients come from the fused flash kernel (which also
-returns the row log-sum-exp); only the bias gradient is computed apart, one
-window at a time:
+softmax and probabilities and keeps them all for backward. Here the forward
+is the fused flash kernel, which keeps only the output and the row
+log-sum-exp (lse); the backward recomputes one window's probabilities at a
+time from them and gives every gradient from that one pass:
 
-    P = exp(q k^T * scale + bias - lse),   dS = P * (dO v^T - rowsum(dO * O)),
+    P  = exp(q k^T * scale + bias - lse)
+    dS = P * (dO v^T - rowsum(dO * O))
+    dq = dS k * scale,   dk = dS^T q * scale,   dv = P^T dO,
     d bias = sum of dS over the windows (the bias is shared by all of them).
 
-A GC ViT-T train step (batch 2, 384x576, 2 CPU cores, interleaved runs):
-3.2 s with this, 3.8 s with SDPA's math kernel, 2.6 s with the fused kernel
-and no bias gradient at all (not an option, the bias is learned).
+A GC ViT-T train step (batch 2, 384x576, 2 CPU cores): 3.8 s with SDPA's
+math kernel; with the fused kernel's own backward for q, k, v plus a second
+pass for the bias gradient 3.12-3.18 s, with this one pass 2.74-2.79 s
+(alternating runs; Swin-T 1.58-1.65 s in the same runs).
 """
 import torch
 
-# The fused CPU kernel's forward (with the log-sum-exp) and backward are
-# private aten ops; without them attention keeps SDPA's own choice.
-AVAILABLE = all(
-    hasattr(torch.ops.aten, op)
-    for op in ('_scaled_dot_product_flash_attention_for_cpu',
-               '_scaled_dot_product_flash_attention_for_cpu_backward'))
+# The fused CPU kernel's forward, which also returns the log-sum-exp, is a
+# private aten op; without it attention keeps SDPA's own choice.
+AVAILABLE = hasattr(torch.ops.aten,
+                    '_scaled_dot_product_flash_attention_for_cpu')
 
 
 def _flash_forward(q, k, v, bias):
@@ -40,40 +41,42 @@ class _BiasAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, bias, out, lse = ctx.saved_tensors
-        grad_out = grad_out.contiguous()
-        dq, dk, dv = (
-            torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-                grad_out, q, k, v, out, lse, 0., False, attn_mask=bias))
-        dbias = None
-        if ctx.needs_input_grad[3]:
-            dbias = _bias_grad(q, k, v, bias, out, lse, grad_out)
-        return dq, dk, dv, dbias
+        # backward() may run inside the caller's autocast region, which
+        # would recast the float32 matmuls below against their out=.
+        with torch.autocast('cpu', enabled=False):
+            return _backward(*ctx.saved_tensors, grad_out)
 
 
-def _bias_grad(q, k, v, bias, out, lse, grad_out):
-    """(1, heads, Nq, Nk) gradient of the shared bias, summed over windows.
+def _backward(q, k, v, bias, out, lse, grad_out):
+    """Gradients of q, k, v (like them) and of the shared bias
+    ((1, heads, Nq, Nk), summed over windows), in float32 whatever the
+    autocast dtype, then cast back.
 
     One window at a time: its (heads, Nq, Nk) scores (2.7-11 MiB at window
     24) stay near the cache, and each step is a few passes over them that
-    write in place. Batches of windows measured slower (3.9 s per GC ViT-T
-    train step with 64 MiB batches) for the copies that batching needs.
+    write in place. Batches of windows measured slower (64 MiB batches:
+    3.9 s per train step against 3.2) for the copies that batching needs.
     """
     scale = q.shape[-1]**-0.5
     f32 = torch.float32
+    q32, k32, v32, grad32 = (t.to(f32) for t in (q, k, v, grad_out))
     # rowsum(dO * O): the softmax backward's correction, (B_, heads, Nq, 1)
-    neg_delta = -(grad_out.to(f32) * out.to(f32)).sum(-1, keepdim=True)
+    neg_delta = -(grad32 * out.to(f32)).sum(-1, keepdim=True)
     lse = lse.to(f32).unsqueeze(-1)
     bias32 = bias[0].to(f32)  # (heads, Nq, Nk)
     dbias = torch.zeros_like(bias32)
+    dq, dk, dv = (torch.empty(t.shape, dtype=f32) for t in (q, k, v))
     for b in range(q.shape[0]):
-        # P = exp(q k^T * scale + bias - lse); dP - delta = dO v^T - delta
-        probs = torch.baddbmm(bias32, q[b].to(f32), k[b].to(f32).transpose(
-            1, 2), alpha=scale).sub_(lse[b]).exp_()
-        dp = torch.baddbmm(neg_delta[b], grad_out[b].to(f32),
-                           v[b].to(f32).transpose(1, 2))
-        dbias.addcmul_(probs, dp)
-    return dbias.unsqueeze(0).to(bias.dtype)
+        probs = torch.baddbmm(bias32, q32[b], k32[b].transpose(1, 2),
+                              alpha=scale).sub_(lse[b]).exp_()
+        dscores = torch.baddbmm(neg_delta[b], grad32[b],
+                                v32[b].transpose(1, 2)).mul_(probs)
+        torch.bmm(probs.transpose(1, 2), grad32[b], out=dv[b])
+        torch.bmm(dscores, k32[b], out=dq[b])
+        torch.bmm(dscores.transpose(1, 2), q32[b], out=dk[b])
+        dbias.add_(dscores)
+    return (dq.mul_(scale).to(q.dtype), dk.mul_(scale).to(k.dtype),
+            dv.to(v.dtype), dbias.unsqueeze(0).to(bias.dtype))
 
 
 def bias_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
