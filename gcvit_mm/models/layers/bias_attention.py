@@ -66,11 +66,14 @@ def _backward(q, k, v, bias, out, lse, grad_out):
     bias32 = bias[0].to(f32)  # (heads, Nq, Nk)
     dbias = torch.zeros_like(bias32)
     dq, dk, dv = (torch.empty(t.shape, dtype=f32) for t in (q, k, v))
+    # Written in place for every window: fresh 10 MiB tensors per window
+    # (stage 3) cost page faults on first touch that showed as slow copies.
+    probs, dscores = torch.empty_like(bias32), torch.empty_like(bias32)
     for b in range(q.shape[0]):
-        probs = torch.baddbmm(bias32, q32[b], k32[b].transpose(1, 2),
-                              alpha=scale).sub_(lse[b]).exp_()
-        dscores = torch.baddbmm(neg_delta[b], grad32[b],
-                                v32[b].transpose(1, 2)).mul_(probs)
+        torch.baddbmm(bias32, q32[b], k32[b].transpose(1, 2), alpha=scale,
+                      out=probs).sub_(lse[b]).exp_()
+        torch.baddbmm(neg_delta[b], grad32[b], v32[b].transpose(1, 2),
+                      out=dscores).mul_(probs)
         torch.bmm(probs.transpose(1, 2), grad32[b], out=dv[b])
         torch.bmm(dscores, k32[b], out=dq[b])
         torch.bmm(dscores.transpose(1, 2), q32[b], out=dk[b])
