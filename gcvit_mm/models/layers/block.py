@@ -245,7 +245,12 @@ class GCViTStage(nn.Module):
                 **block_kwargs) for i in range(depth))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C_in, H, W) -> (B, C, H', W'); H' = ceil(H/2) if downsample."""
+        """(B, C_in, H, W) -> (B, C, H', W'); H' = ceil(H/2) if downsample.
+
+        The output is a permuted view of the blocks' (B, H', W', C) map:
+        NCHW in channels-last memory, which the output norm and the next
+        down-sampler's LayerNorm read without a copy.
+        """
         if self.downsample is not None:
             x = self.downsample(x)
         global_tokens = (self.token_generator(x)
@@ -257,5 +262,5 @@ class GCViTStage(nn.Module):
                 x = cp.checkpoint(block, x, tokens, use_reentrant=False)
             else:
                 x = block(x, tokens)
-        return x.permute(0, 3, 1, 2).contiguous()
+        return x.permute(0, 3, 1, 2)
 

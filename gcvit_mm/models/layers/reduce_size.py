@@ -51,5 +51,10 @@ class ConvStem(nn.Module):
         self.reduce = ReduceSize(embed_dims, keep_dim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, H, W) -> (B, C, ceil(H/4), ceil(W/4))."""
-        return self.reduce(self.conv(x))
+        """(B, in_channels, H, W) -> (B, C, ceil(H/4), ceil(W/4)), in
+        channels-last memory."""
+        # A channels-last image makes the conv write channels-last, which
+        # the LayerNorms that follow read without a copy (permuted NHWC is
+        # contiguous): stem forward + backward 217 -> 162 ms at 2x384x576.
+        return self.reduce(
+            self.conv(x.contiguous(memory_format=torch.channels_last)))
