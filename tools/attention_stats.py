@@ -60,6 +60,12 @@ def main(argv=None):
         fail('attention_stats.py runs detection configs (mmdet scope)')
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import DATASETS
+    if cfg.model.backbone.get('type') == 'GCViT':
+        # Every window through WindowAttention.attend, border windows
+        # padded as the paper does: entropies over the same N keys
+        # everywhere (the default border='fold' attends in border windows
+        # with attend_border, over their real tokens and one folded key).
+        cfg.model.backbone.border = 'pad'
     model = init_detector(cfg, args.checkpoint, device='cpu')
     backbone = model.backbone
     if not hasattr(backbone, 'stages'):
