@@ -13,10 +13,10 @@ time from them and gives every gradient from that one pass:
     dq = dS k * scale,   dk = dS^T q * scale,   dv = P^T dO,
     d bias = sum of dS over the windows (the bias is shared by all of them).
 
-A GC ViT-T train step (batch 2, 384x576, 2 CPU cores): 3.8 s with SDPA's
-math kernel; with the fused kernel's own backward for q, k, v plus a second
-pass for the bias gradient 3.12-3.18 s, with this one pass 2.74-2.79 s
-(alternating runs; Swin-T 1.58-1.65 s in the same runs).
+A GC ViT-T train step (batch 2, 384x576, 2 CPU cores, interleaved): 3.37 s
+with SDPA's math kernel, 2.64 s with this. A first version used the fused
+kernel's own backward for q, k, v and a second pass for the bias gradient:
+3.12-3.18 s against 2.74-2.79 s for this one pass (docs/benchmark.md).
 """
 import torch
 
@@ -65,7 +65,8 @@ def _backward(q, k, v, bias, out, lse, grad_out):
     lse = lse.to(f32).unsqueeze(-1)
     bias32 = bias[0].to(f32)  # (heads, Nq, Nk)
     dbias = torch.zeros_like(bias32)
-    dq, dk, dv = (torch.empty(t.shape, dtype=f32) for t in (q, k, v))
+    dq, dk, dv = (torch.empty(t.shape, dtype=f32, device=t.device)
+                  for t in (q, k, v))
     # Written in place for every window: fresh 10 MiB tensors per window
     # (stage 3) cost page faults on first touch that showed as slow copies.
     probs, dscores = torch.empty_like(bias32), torch.empty_like(bias32)
