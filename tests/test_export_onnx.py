@@ -17,7 +17,9 @@ from detection_utils import REPO, run_tool  # noqa: E402
 from gcvit_mm import GCViT  # noqa: E402
 from gcvit_mm.deploy import (ExportableAdaptiveAvgPool2d,  # noqa: E402
                              check_with_onnxruntime, export_onnx,
-                             onnx_session, trace_size, unaligned_size)
+                             onnx_session, run_onnx,
+                             share_duplicate_initializers, trace_size,
+                             unaligned_size)
 
 TOLERANCE = 1e-4
 
@@ -47,6 +49,15 @@ def test_gcvit_t_backbone_exports_with_dynamic_batch_and_size(tmp_path):
     dims = _input_dims(path)
     assert dims[1] == 3 and all(isinstance(d, str) for d in dims[::2] +
                                 dims[3:])
+    # Each block's relative-position index is stored once per window size
+    # (stages 0, 1, 3: window 7; stage 2: 14), not once per block.
+    inits = onnx.load(path).graph.initializer
+    contents = [(i.data_type, tuple(i.dims), i.raw_data) for i in inits]
+    assert len(set(contents)) == len(contents)
+    index_shapes = sorted(tuple(i.dims) for i in inits
+                          if i.data_type == onnx.TensorProto.INT64
+                          and len(i.dims) == 2 and i.dims[0] == i.dims[1])
+    assert index_shapes == [(49, 49), (196, 196)]
     session = onnx_session(path)
     for shape in ((3, 3, 224, 224), (1, 3, 97, 130), (1, 3, 451, 517)):
         images = torch.randn(*shape)
@@ -105,3 +116,46 @@ def test_unaligned_size_pads_every_stage():
     n = unaligned_size(128, (4, 4, 4, 4))
     assert n == 129 and n % 32
     assert all(-(-n // 2**(i + 2)) % 4 for i in range(4))
+
+
+def test_duplicate_constants_are_stored_once_with_the_same_results(tmp_path):
+    """Two equal constants (as every GC ViT block's position index) become
+    one, also where a subgraph (an If branch) uses them; a constant equal
+    in bytes but not in shape stays apart. ONNX Runtime gives the same
+    output before and after."""
+    from onnx import helper, numpy_helper
+    import numpy as np
+
+    def const(name, array):
+        return numpy_helper.from_array(np.asarray(array, np.float32), name)
+
+    branch = helper.make_graph(
+        [helper.make_node('Add', ['images', 'b'], ['y_then'])], 'then', [],
+        [helper.make_tensor_value_info('y_then', onnx.TensorProto.FLOAT,
+                                       [2, 2])])
+    graph = helper.make_graph(
+        [helper.make_node('Add', ['images', 'a'], ['s']),
+         helper.make_node('Mul', ['s', 'c'], ['t']),
+         helper.make_node('ReduceSum', ['t'], ['total'], keepdims=0),
+         helper.make_node('Greater', ['total', 'zero'], ['cond']),
+         helper.make_node('If', ['cond'], ['y'], then_branch=branch,
+                          else_branch=branch)],
+        'g', [helper.make_tensor_value_info('images', onnx.TensorProto.FLOAT,
+                                            [2, 2])],
+        [helper.make_tensor_value_info('y', onnx.TensorProto.FLOAT, [2, 2])],
+        [const('a', [[1, 2], [3, 4]]), const('b', [[1, 2], [3, 4]]),
+         const('c', [[[1]], [[2]], [[3]], [[4]]]), const('zero', -100.)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('',
+                                                                        18)])
+    before, after = str(tmp_path / 'before.onnx'), str(tmp_path / 'after.onnx')
+    onnx.save(model, before)
+    assert share_duplicate_initializers(model) == 16  # b: 4 floats
+    onnx.save(model, after)
+    onnx.checker.check_model(after)
+    assert sorted(i.name for i in model.graph.initializer) == ['a', 'c',
+                                                                'zero']
+    x = torch.tensor([[0.5, -1.], [2., 0.]])
+    expected, = run_onnx(onnx_session(before), x)
+    got, = run_onnx(onnx_session(after), x)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, x.numpy() + [[1, 2], [3, 4]])
