@@ -3,8 +3,10 @@
 Importing the package registers ``GCViT`` in mmengine's root MODELS registry
 (visible from the mmdet and mmseg scopes), lets mmengine resume its own
 checkpoints under torch's safe loading, and makes every checkpoint mmengine
-loads from a local path or an http(s) URL load safely
-(``weights_only=True``, whatever the environment says).
+loads from a local path, an http(s) URL or a named model
+(``torchvision://``, ``open-mmlab://``, ...) load safely
+(``weights_only=True``, whatever the environment says; the exceptions are
+listed in :mod:`gcvit_mm.utils.safe_loading`).
 """
 from .version import __version__, version_info
 from .models import GCViT  # noqa: F401  (registers the backbone)

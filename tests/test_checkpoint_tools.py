@@ -169,3 +169,25 @@ def test_coverage_counts_as_mmengine_loads():
     common = load_tool('common')
     assert common.weights_not_covered(model, {'state_dict': state}) == (
         ['0.bias'], ['1.weight'], 6)
+
+
+@pytest.mark.parametrize('name, resolve', [
+    ('open-mmlab://resnet50_v1c', 'get_external_models'),
+    ('mmcls://resnet50', 'get_mmcls_models'),
+])
+def test_named_model_schemes_download_through_the_safe_loader(
+        monkeypatch, name, resolve):
+    """mmengine's named-model schemes turn a name into a URL and call their
+    module's own load_from_http, not CheckpointLoader's: after ``import
+    gcvit_mm`` that URL reaches the safe loader too."""
+    import gcvit_mm  # noqa: F401 (installs safe loading)
+    import gcvit_mm.utils.safe_loading as safe_loading
+    import mmengine.runner.checkpoint as mmengine_checkpoint
+    seen = []
+    monkeypatch.setattr(
+        safe_loading, 'load_checkpoint_file',
+        lambda filename, map_location=None: seen.append(filename) or
+        {'state_dict': {'w': torch.zeros(1)}})
+    mmengine_checkpoint.CheckpointLoader.load_checkpoint(name)
+    url = getattr(mmengine_checkpoint, resolve)()[name.split('://')[1]]
+    assert url.startswith('https://') and seen == [url]

@@ -25,7 +25,11 @@ mmengine's own loaders call ``torch.load`` without ``weights_only``, which
 :func:`install_safe_loading` also routes mmengine's local and http(s)
 checkpoint schemes (``load_from``, ``--resume``, ``init_detector``, any
 ``Pretrained`` init) through :func:`gcvit_mm.checkpoint.load_checkpoint_file`,
-which always passes ``weights_only=True``.
+which always passes ``weights_only=True``, and so the named-model schemes
+that resolve to a URL (``torchvision://``, ``modelzoo://``,
+``open-mmlab://``, ``mmcls://``: mmdet's ResNet and ResNeXt configs use
+them). Still on mmengine's plain ``torch.load``: ``pavi://``, the petrel /
+``s3://`` backend, and ``open-mmlab://`` names that map to a local file.
 """
 import pickle
 from typing import Any
@@ -34,6 +38,7 @@ import numpy as np
 import torch
 from mmengine.dist import get_dist_info
 from mmengine.logging import HistoryBuffer
+import mmengine.runner.checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from ..checkpoint.load import load_checkpoint_file
@@ -102,3 +107,6 @@ def install_safe_loading() -> None:
     allow_mmengine_checkpoint_globals()
     for prefixes, loader in _SAFE_SCHEMES.items():
         CheckpointLoader.register_scheme(prefixes, loader, force=True)
+    # The named-model schemes turn a name into a URL and then call their
+    # module's load_from_http directly, not through CheckpointLoader.
+    mmengine_checkpoint.load_from_http = load_from_http
