@@ -42,6 +42,8 @@ def test_any_input_size_gives_strided_conv_sizes(hw, window):
         assert out.shape == (1, 32 * 2**i, expected_size(hw[0], i),
                              expected_size(hw[1], i))
         assert torch.isfinite(out).all()
+        # Stages pass channels-last maps along; outputs are plain NCHW.
+        assert out.is_contiguous()
 
 
 def test_tiny_at_a_detection_size():
