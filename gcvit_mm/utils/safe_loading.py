@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from mmengine.dist import get_dist_info
 from mmengine.logging import HistoryBuffer
-import mmengine.runner.checkpoint as mmengine_checkpoint
+from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from ..checkpoint.load import load_checkpoint_file
