@@ -3,7 +3,7 @@
 Importing the package registers ``GCViT`` in mmengine's root MODELS registry
 (visible from the mmdet and mmseg scopes), lets mmengine resume its own
 checkpoints under torch's safe loading, and makes every checkpoint mmengine
-loads from a local path, an http(s) URL or a named model
+loads from a local path, an http(s) URL, ``s3://`` or a named model
 (``torchvision://``, ``open-mmlab://``, ...) load safely
 (``weights_only=True``, whatever the environment says; the exceptions are
 listed in :mod:`gcvit_mm.utils.safe_loading`).

@@ -191,3 +191,42 @@ def test_named_model_schemes_download_through_the_safe_loader(
     mmengine_checkpoint.CheckpointLoader.load_checkpoint(name)
     url = getattr(mmengine_checkpoint, resolve)()[name.split('://')[1]]
     assert url.startswith('https://') and seen == [url]
+
+
+def test_object_store_checkpoints_load_safely(monkeypatch, tmp_path):
+    """s3:// (mmengine's petrel backend) reads the file into memory and used
+    plain torch.load on the bytes: with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 a
+    payload ran. After ``import gcvit_mm`` it is refused in one line, and a
+    clean checkpoint loads as before."""
+    import io
+
+    import gcvit_mm  # noqa: F401 (installs safe loading)
+    import gcvit_mm.utils.safe_loading as safe_loading
+    from gcvit_mm.checkpoint import CheckpointError
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    def as_bytes(obj):
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        return buffer.getvalue()
+
+    marker = tmp_path / 'MARKER'
+    store = {'s3://bucket/payload.pth': as_bytes(
+                 {'state_dict': {}, 'meta': Payload(marker)}),
+             's3://bucket/clean.pth': as_bytes(
+                 {'state_dict': {'w': torch.arange(3.)}})}
+
+    class FakePetrel:  # the real backend needs petrel_client
+        def get(self, filename):
+            return store[filename]
+
+    monkeypatch.setattr(safe_loading, 'get_file_backend',
+                        lambda filename, backend_args: FakePetrel())
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    with pytest.raises(CheckpointError,
+                       match=r'^refusing to load s3://bucket/payload\.pth: it '
+                       r'holds a Python object .*\(posix\.system\)'):
+        CheckpointLoader.load_checkpoint('s3://bucket/payload.pth')
+    assert not marker.exists()
+    clean = CheckpointLoader.load_checkpoint('s3://bucket/clean.pth')
+    assert torch.equal(clean['state_dict']['w'], torch.arange(3.))

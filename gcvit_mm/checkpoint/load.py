@@ -4,6 +4,7 @@ and mmengine's ``load_from``/``--resume`` through
 :mod:`gcvit_mm.utils.safe_loading`)."""
 import argparse
 import http.client
+import io
 import logging
 import os
 import os.path as osp
@@ -126,13 +127,28 @@ def load_checkpoint_file(filename: str,
         raise CheckpointNotFoundError(
             f'checkpoint not found: {filename!r}{where}; check the path (a '
             f'local path or an http(s) URL)')
+    return _safe_load(path, filename, map_location)
+
+
+def load_checkpoint_bytes(data: bytes, filename: str,
+                          map_location='cpu') -> dict:
+    """:func:`load_checkpoint_file` for a checkpoint already read into
+    memory (what an object-store backend returns); ``filename`` names it in
+    the errors."""
+    with io.BytesIO(data) as buffer:
+        return _safe_load(buffer, filename, map_location)
+
+
+def _safe_load(source, filename: str, map_location) -> dict:
+    """``torch.load(source, weights_only=True)``, ``source`` a path or a
+    binary file object; failures as one-line :class:`CheckpointError`."""
     # safe_globals() removes its globals again on exit: give it only those
     # not allowed for good (add_safe_globals) already.
     extra = [g for g in _CHECKPOINT_SAFE_GLOBALS
              if g not in torch.serialization.get_safe_globals()]
     try:
         with torch.serialization.safe_globals(extra):
-            return torch.load(path, map_location=map_location,
+            return torch.load(source, map_location=map_location,
                               weights_only=True)
     except pickle.UnpicklingError as e:
         raise _refusal(filename, e) from None

@@ -28,8 +28,10 @@ checkpoint schemes (``load_from``, ``--resume``, ``init_detector``, any
 which always passes ``weights_only=True``, and so the named-model schemes
 that resolve to a URL (``torchvision://``, ``modelzoo://``,
 ``open-mmlab://``, ``mmcls://``: mmdet's ResNet and ResNeXt configs use
-them). Still on mmengine's plain ``torch.load``: ``pavi://``, the petrel /
-``s3://`` backend, and ``open-mmlab://`` names that map to a local file.
+them), and the object-store scheme (``s3://``, ``petrel://``) through
+:func:`gcvit_mm.checkpoint.load_checkpoint_bytes`. Still on mmengine's plain
+``torch.load``: ``pavi://`` (its SDK downloads the file) and
+``open-mmlab://`` names that map to a local file under mmengine's home.
 """
 import pickle
 from typing import Any
@@ -37,11 +39,12 @@ from typing import Any
 import numpy as np
 import torch
 from mmengine.dist import get_dist_info
+from mmengine.fileio import get_file_backend
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from ..checkpoint.load import load_checkpoint_file
+from ..checkpoint.load import load_checkpoint_bytes, load_checkpoint_file
 
 
 def history_buffer_method(owner: Any, name: str) -> Any:
@@ -97,7 +100,22 @@ def load_from_http(filename: str, map_location=None, **kwargs) -> Any:
     return checkpoint
 
 
-_SAFE_SCHEMES = {'': load_from_local, ('http://', 'https://'): load_from_http}
+def load_from_ceph(filename: str, map_location=None,
+                   backend: str = 'petrel') -> Any:
+    """mmengine's object-store scheme (its petrel backend reads ``s3://``
+    and ``petrel://`` paths), loaded safely from the bytes it returns."""
+    file_backend = get_file_backend(filename,
+                                    backend_args={'backend': backend})
+    return load_checkpoint_bytes(file_backend.get(filename), filename,
+                                 map_location)
+
+
+_SAFE_SCHEMES = {
+    '': load_from_local,
+    ('http://', 'https://'): load_from_http,
+    # mmengine's own prefixes for load_from_ceph (an optional "name:" first)
+    (r'(\S+\:)?s3://', r'(\S+\:)?petrel://'): load_from_ceph,
+}
 
 
 def install_safe_loading() -> None:
