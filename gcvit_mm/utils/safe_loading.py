@@ -119,9 +119,9 @@ _SAFE_SCHEMES = {
 
 
 def install_safe_loading() -> None:
-    """Allow mmengine's checkpoint globals and route its local and http(s)
-    checkpoint schemes through the safe loader (idempotent; ``import
-    gcvit_mm`` calls it)."""
+    """Allow mmengine's checkpoint globals and route its local, http(s),
+    named-model and object-store checkpoint schemes through the safe loader
+    (idempotent; ``import gcvit_mm`` calls it)."""
     allow_mmengine_checkpoint_globals()
     for prefixes, loader in _SAFE_SCHEMES.items():
         CheckpointLoader.register_scheme(prefixes, loader, force=True)
