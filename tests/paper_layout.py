@@ -53,14 +53,19 @@ def random_state_dict(entries: Layout, seed: int = 0,
 
 def mmdet2_mask_rcnn_heads(in_channels: Sequence[int], channels: int,
                            num_classes: int, num_anchors: int,
-                           box_convs: int, fc_channels: int,
-                           mask_convs: int, roi_size: int = 7) -> Layout:
+                           box_convs: int, box_fcs: int, fc_channels: int,
+                           mask_convs: int, group_norm: bool,
+                           roi_size: int = 7) -> Layout:
     """Keys and shapes of the neck and heads of an mmdet 2.x Mask R-CNN with
-    GroupNorm in the FPN and heads (a 4conv1fc-style box head) and a
-    sigmoid RPN, as ``configs/mask_rcnn/gcvit_xxt_shapes.py`` sizes them."""
+    a sigmoid RPN and a ``ConvFCBBoxHead`` of ``box_convs`` shared convs and
+    ``box_fcs`` shared fcs: the paper's (``Shared2FCBBoxHead``, no norms) or
+    ``configs/mask_rcnn/gcvit_xxt_shapes.py``'s (4conv1fc, GroupNorm in the
+    FPN and heads)."""
     f32 = 'float32'
 
     def conv_gn(name, cin, k):
+        if not group_norm:
+            return conv(f'{name}.conv', channels, cin, k)
         return [(f'{name}.conv.weight', (channels, cin, k, k), f32),
                 (f'{name}.gn.weight', (channels, ), f32),
                 (f'{name}.gn.bias', (channels, ), f32)]
@@ -86,8 +91,9 @@ def mmdet2_mask_rcnn_heads(in_channels: Sequence[int], channels: int,
     keys += linear(f'{box}.fc_reg', 4 * num_classes, fc_channels)
     for i in range(box_convs):
         keys += conv_gn(f'{box}.shared_convs.{i}', channels, 3)
-    keys += linear(f'{box}.shared_fcs.0', fc_channels,
-                   channels * roi_size * roi_size)
+    for i in range(box_fcs):
+        keys += linear(f'{box}.shared_fcs.{i}', fc_channels,
+                       fc_channels if i else channels * roi_size * roi_size)
     mask = 'roi_head.mask_head'
     for i in range(mask_convs):
         keys += conv_gn(f'{mask}.convs.{i}', channels, 3)

@@ -9,14 +9,16 @@ layout (and its early variant) loads through ``init_cfg`` into
 the paper's mmdet 2.19 code converts with tools/convert_checkpoint.py and
 evaluates through tools/test.py."""
 import hashlib
+import os.path as osp
 
 import pytest
 import torch
 
 from checkpoint_formats import to_paper
-from detection_utils import run_tool, write_small_config
+from detection_utils import REPO, run_tool, write_small_config
 from gcvit_mm import GCViT
-from gcvit_mm.checkpoint import convert_model_state_dict
+from gcvit_mm.checkpoint import (convert_model_state_dict,
+                                 foreign_backbone_format)
 from paper_layout import (layout, mmcv1_checkpoint, mmdet2_mask_rcnn_heads,
                           random_state_dict)
 
@@ -94,6 +96,37 @@ def test_paper_detector_backbone_converts_to_our_detector_keys():
                 f'backbone.{k}': tuple(v.shape) for k, v in ours.items()}
     table = 'stages.3.blocks.4.attn.relative_position_bias_table'
     assert converted[f'backbone.{table}'].shape == (47 * 47, 16)
+    # what tools/test.py asks about a checkpoint (also saved from DDP)
+    whole = {**neck, **source}
+    assert foreign_backbone_format(whole) == 'paper'
+    assert foreign_backbone_format(
+        {f'module.{k}': v for k, v in whole.items()}) == 'paper'
+    assert foreign_backbone_format(converted) is None
+    assert foreign_backbone_format(source) is None  # a backbone alone
+
+
+def test_paper_mask_rcnn_t_converts_to_our_t_configs_model():
+    """The paper's GC ViT-T Mask R-CNN as its mmdet 2.19 code saves it
+    (the real backbone layout, mmdet 2.x's 80-class FPN, RPN, 2fc box and
+    4conv mask heads) converts into exactly the tensors of the model of
+    configs/mask_rcnn/gcvit_t_coco.py: no head is renamed."""
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    paper = [('backbone.' + k, s, d) for k, s, d in
+             layout('mask_rcnn_gcvit_tiny_3x_coco backbone')]
+    paper += mmdet2_mask_rcnn_heads(
+        in_channels=(64, 128, 256, 512), channels=256, num_classes=80,
+        num_anchors=3, box_convs=0, box_fcs=2, fc_channels=1024,
+        mask_convs=4, group_norm=False)
+    converted, _, _ = convert_model_state_dict(
+        {k: torch.empty(s) for k, s, _ in paper})
+    cfg = Config.fromfile(osp.join(REPO, 'configs/mask_rcnn/gcvit_t_coco.py'))
+    cfg.model.backbone.init_cfg = None
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model)
+    assert {k: tuple(v.shape) for k, v in converted.items()} == {
+        k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 # A paper-layout key -> where our converted checkpoint must have its value.
@@ -141,7 +174,8 @@ def paper_detector(tmp_path_factory, tiny_toy_data):
                               prefix='backbone.')
     state.update(random_state_dict(mmdet2_mask_rcnn_heads(
         in_channels=(32, 64, 128, 256), channels=128, num_classes=3,
-        num_anchors=3, box_convs=4, fc_channels=512, mask_convs=2), seed=2))
+        num_anchors=3, box_convs=4, box_fcs=1, fc_channels=512, mask_convs=2,
+        group_norm=True), seed=2))
     src, dst = tmp / 'paper_mask_rcnn.pth', tmp / 'mask_rcnn_mm.pth'
     torch.save(mmcv1_checkpoint(state, ('circle', 'square', 'triangle')), src)
     cfg = write_small_config(tmp / 'small.py', 'mask_rcnn')

@@ -27,7 +27,8 @@ converts with :func:`convert_model_state_dict`: the backbone part is renamed
 in place, every other tensor is kept as it is. No head needs a rename: mmdet
 3.x names the FPN, RPN and RoI heads of Mask R-CNN and Cascade Mask R-CNN as
 mmdet 2.x did (its model zoo serves the 2.x checkpoints of those models, e.g.
-``configs/swin/metafile.yml``), and mmseg 1.x names UperNet's as mmseg 0.x.
+``configs/swin/metafile.yml``), and mmseg 1.x names UperNet's as mmseg 0.x
+(``configs/swin/metafile.yaml`` serves v0.5 checkpoints).
 """
 import re
 from collections import OrderedDict
@@ -176,7 +177,7 @@ def foreign_backbone_format(
     if not is_model_state_dict(state_dict):
         return None
     try:
-        fmt = detect_format(strip_prefixes(state_dict))
+        fmt = detect_format(strip_prefixes(_strip_ddp(state_dict)))
     except ValueError:
         return None
     return None if fmt == OURS else fmt
