@@ -6,8 +6,8 @@ one that ``tools/test.py CONFIG CKPT`` evaluates and ``load_from``
 fine-tunes."""
 from typing import List, Tuple
 
-from .convert import (convert_model_state_dict, convert_state_dict,
-                      is_model_state_dict)
+from .convert import (BACKBONE, convert_model_state_dict,
+                      convert_state_dict, is_model_state_dict)
 from .load import extract_state_dict
 
 
@@ -36,7 +36,7 @@ def convert_checkpoint(checkpoint: dict, source: str) -> Tuple[dict, str]:
         old_meta = checkpoint.get('meta')
         if isinstance(old_meta, dict):
             meta = dict(old_meta, **meta)
-        renamed = sum(k.startswith('backbone.') for k in converted)
+        renamed = sum(k.startswith(BACKBONE) for k in converted)
         what = (f'{fmt} format, a whole model: {renamed} backbone tensors '
                 f'in our layout, {len(converted) - renamed} other tensors '
                 f'kept as they were')
@@ -45,7 +45,8 @@ def convert_checkpoint(checkpoint: dict, source: str) -> Tuple[dict, str]:
         what = f'{fmt} format, {len(converted)} tensors'
     meta['format'] = fmt
     not_copied = [] if state_dict is checkpoint else [
-        k for k, v in checkpoint.items() if v is not state_dict and k != 'meta']
+        k for k, v in checkpoint.items()
+        if v is not state_dict and k != 'meta']
     summary = f'{what}; dropped {_describe(dropped)}'
     if not_copied:
         summary += f'; not copied: {", ".join(not_copied)}'
