@@ -1,5 +1,6 @@
 """Every detection config loads, builds its model, and states the paper's
-recipe; the no-decay rule really matches our parameter names."""
+recipe (the T configs setting by setting, and the per-parameter weight decay:
+test_paper_recipe.py)."""
 import glob
 import os.path as osp
 
@@ -17,7 +18,8 @@ ALL_CONFIGS = sorted(
     glob.glob(osp.join(REPO, 'configs/mask_rcnn/gcvit_*.py')) +
     glob.glob(osp.join(REPO, 'configs/cascade/gcvit_*.py')))
 ARCH = {'xxt': 'xxtiny', 'xt': 'xtiny', 't': 'tiny', 's': 'small', 'b': 'base'}
-DROP_PATH = {'xxtiny': 0.2, 'xtiny': 0.2, 'tiny': 0.3, 'small': 0.3,
+# Each arch's ImageNet rate, as the paper's T configs use T's.
+DROP_PATH = {'xxtiny': 0.2, 'xtiny': 0.2, 'tiny': 0.2, 'small': 0.3,
              'base': 0.5}
 URL = 'https://huggingface.co/nvidia/GCViT/resolve/main/gcvit_1k_{}.pth.tar'
 
@@ -95,13 +97,16 @@ def test_coco_configs_state_the_papers_3x_recipe(path):
     assert bb.drop_path_rate == DROP_PATH[arch]
     assert bb.init_cfg == dict(type='Pretrained', checkpoint=URL.format(arch))
     opt = cfg.optim_wrapper
-    assert opt.type == 'AmpOptimWrapper'
+    # the paper's Mask R-CNN trains with AMP, its Cascade in fp32
+    assert opt.type == ('OptimWrapper' if 'cascade' in path
+                        else 'AmpOptimWrapper')
     assert (opt.optimizer.type, opt.optimizer.lr,
             opt.optimizer.weight_decay) == ('AdamW', 1e-4, 0.05)
     assert cfg.train_dataloader.batch_size == 2
     assert cfg.auto_scale_lr.base_batch_size == 16
     warmup, steps = cfg.param_scheduler
     assert warmup.type == 'LinearLR' and not warmup.by_epoch
+    assert warmup.end == (1000 if '_1x_' in path else 2500)
     if '_1x_' in path:
         assert cfg.train_cfg.max_epochs == 12
         assert steps.milestones == [8, 11]
@@ -117,47 +122,6 @@ def test_coco_configs_state_the_papers_3x_recipe(path):
             assert (head.num_shared_convs, head.num_shared_fcs) == (4, 1)
             assert head.norm_cfg.type == 'SyncBN'
             assert head.loss_bbox.type == 'GIoULoss'
-
-
-@pytest.mark.parametrize('head', ['mask_rcnn', 'cascade'])
-def test_no_weight_decay_on_bias_tables_and_norms(head):
-    """The paper's code named a key that matched no parameter; ours must
-    match every bias table and every norm (and nothing else)."""
-    from mmengine.optim import build_optim_wrapper
-    cfg = Config.fromfile(osp.join(REPO, f'configs/{head}/gcvit_t_coco.py'))
-    cfg.model.backbone.init_cfg = None
-    cfg.model.backbone.arch = 'xxtiny'
-    model = build_model(cfg)
-    opt_cfg = cfg.optim_wrapper.copy()
-    opt_cfg.type = 'OptimWrapper'  # AMP needs CUDA; the groups are the same
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        wrapper = build_optim_wrapper(model, opt_cfg)
-    decay = {}
-    for group in wrapper.optimizer.param_groups:
-        for p in group['params']:
-            decay[id(p)] = group['weight_decay']
-    norm_types = (torch.nn.LayerNorm, torch.nn.modules.batchnorm._BatchNorm,
-                  torch.nn.GroupNorm)
-    in_norm = {id(p) for m in model.modules() if isinstance(m, norm_types)
-               for p in m.parameters(recurse=False)}
-    tables, checked_norm = 0, 0
-    for name, p in model.named_parameters():
-        if name.endswith('relative_position_bias_table'):
-            tables += 1
-            assert decay[id(p)] == 0, name
-        elif id(p) in in_norm:
-            checked_norm += 1
-            assert decay[id(p)] == 0, name
-        else:
-            assert decay[id(p)] == 0.05, name
-    assert tables == sum(GCVIT_DEPTHS['xxtiny'])
-    assert checked_norm > 0
-    if head == 'cascade':  # SyncBN in the 4conv1fc heads: no decay either
-        assert any(isinstance(m, torch.nn.SyncBatchNorm)
-                   for m in model.roi_head.modules())
-
-
-GCVIT_DEPTHS = {'xxtiny': (2, 2, 6, 2)}
 
 
 def test_pretrained_init_cfg_loads_a_local_checkpoint(tmp_path):

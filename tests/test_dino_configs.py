@@ -19,7 +19,7 @@ URL = 'https://huggingface.co/nvidia/GCViT/resolve/main/{}.pth.tar'
 # variant in the file name -> (arch, drop path, checkpoint, channels of the
 # stride 8/16/32 stages)
 VARIANTS = {
-    't': ('tiny', 0.3, 'gcvit_1k_tiny', [128, 256, 512]),
+    't': ('tiny', 0.2, 'gcvit_1k_tiny', [128, 256, 512]),
     's': ('small', 0.3, 'gcvit_1k_small', [192, 384, 768]),
     'b': ('base', 0.5, 'gcvit_1k_base', [256, 512, 1024]),
     'l21k': ('large', 0.2, 'gcvit_21k_large_512', [384, 768, 1536]),

@@ -17,7 +17,8 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 # Also routes mmengine's checkpoint loading through the safe loader.
-from gcvit_mm.checkpoint import CheckpointError, load_checkpoint_file
+from gcvit_mm.checkpoint import (CheckpointError, foreign_backbone_format,
+                                 load_checkpoint_file)
 
 TRACEBACK_ENV = 'GCVIT_MM_TRACEBACK'
 
@@ -382,6 +383,13 @@ class RequireFullCheckpoint(Hook):
         self.path = path
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        fmt = foreign_backbone_format(checkpoint.get('state_dict', checkpoint))
+        if fmt:  # e.g. a detector trained with the paper's code
+            raise UserError(
+                f'checkpoint {self.path!r} holds a GC ViT backbone in the '
+                f"{fmt}'s layout; convert it first: python "
+                f'tools/convert_checkpoint.py {self.path} converted.pth, '
+                f'then test converted.pth')
         missing, other_shape, total = weights_not_covered(
             runner.model, checkpoint)
         for keys, problem in ((missing, 'lacks'),

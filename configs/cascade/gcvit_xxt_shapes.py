@@ -63,8 +63,12 @@ param_scheduler = [
          milestones=[3], gamma=0.1)
 ]
 optim_wrapper = dict(
-    type='OptimWrapper',  # fp32: AMP needs a GPU
     optimizer=dict(lr=4e-4),
+    # no decay on any norm (GN, BN) or bias table, as the Mask R-CNN toy job
+    paramwise_cfg=dict(
+        _delete_=True,
+        norm_decay_mult=0.,
+        custom_keys={'relative_position_bias_table': dict(decay_mult=0.)}),
     clip_grad=dict(max_norm=10.))
 auto_scale_lr = dict(base_batch_size=2)
 default_hooks = dict(

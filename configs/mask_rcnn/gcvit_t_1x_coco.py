@@ -1,5 +1,7 @@
 # Mask R-CNN + FPN, GC ViT-T, COCO: the 12-epoch single-scale baseline
 # (1333x800, flip only; steps at 8 and 11), otherwise as gcvit_t_coco.py.
+# The paper released no 1x config: pipeline and schedule (1000 warm-up
+# iterations) are mmdet's Swin-T 1x (mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py).
 _base_ = './gcvit_t_coco.py'
 
 train_pipeline = [

@@ -2,7 +2,8 @@
 # images. Mirrors mmseg's Swin UperNet config
 # (swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py):
 # the same bases, optimizer, schedule and batch; only the backbone, the
-# window, the test mode and AMP differ.
+# window, the test mode and AMP differ. The paper released no segmentation
+# code or config.
 _base_ = [
     'mmseg::_base_/models/upernet_swin.py',
     'mmseg::_base_/datasets/ade20k.py',

@@ -19,10 +19,20 @@ the *end* of level i, ``[q_global_gen.]to_q_global.{k}.conv.*``, persistent
 1x1 conv. Both name the global blocks' k/v projection ``qkv``; we call it
 ``kv``. Classification-only keys (``head.*`` and the final ``norm``) are
 dropped: dense models put a fresh LayerNorm on every output.
+
+A whole detector's or segmentor's state dict (the paper's detection code,
+mmdet 2.19, saves ``backbone.patch_embed.*``, ``backbone.levels.*`` and
+``backbone.norm{0..3}`` next to ``neck.*``, ``rpn_head.*``, ``roi_head.*``)
+converts with :func:`convert_model_state_dict`: the backbone part is renamed
+in place, every other tensor is kept as it is. No head needs a rename: mmdet
+3.x names the FPN, RPN and RoI heads of Mask R-CNN and Cascade Mask R-CNN as
+mmdet 2.x did (its model zoo serves the 2.x checkpoints of those models, e.g.
+``configs/swin/metafile.yml``), and mmseg 1.x names UperNet's as mmseg 0.x
+(``configs/swin/metafile.yaml`` serves v0.5 checkpoints).
 """
 import re
 from collections import OrderedDict
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -93,13 +103,20 @@ def detect_format(state_dict: Dict[str, torch.Tensor]) -> str:
         f'(gcvit_mm); first keys are {keys[:5]}')
 
 
+BACKBONE = 'backbone.'
+
+
 def strip_prefixes(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Unwrap DDP ``module.`` and detector ``backbone.`` prefixes."""
-    if any(k.startswith('backbone.') for k in state_dict):
+    if any(k.startswith(BACKBONE) for k in state_dict):
         state_dict = {
-            k[len('backbone.'):]: v
-            for k, v in state_dict.items() if k.startswith('backbone.')
+            k[len(BACKBONE):]: v
+            for k, v in state_dict.items() if k.startswith(BACKBONE)
         }
+    return _strip_ddp(state_dict)
+
+
+def _strip_ddp(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     if state_dict and all(k.startswith('module.') for k in state_dict):
         state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
     return state_dict
@@ -142,3 +159,56 @@ def _rename_global_kv(state_dict: Dict[str, torch.Tensor]) -> None:
         m = re.match(r'^(stages\.\d+\.blocks\.(\d+)\.attn\.)qkv\.(.*)$', key)
         if m and int(m.group(2)) % 2 == 1:
             state_dict[f'{m.group(1)}kv.{m.group(3)}'] = state_dict.pop(key)
+
+
+def is_model_state_dict(state_dict: Dict[str, torch.Tensor]) -> bool:
+    """Whether a state dict holds a whole model (``backbone.*`` next to
+    other tensors, e.g. a detector's) rather than a backbone alone."""
+    keys = list(_strip_ddp(state_dict))
+    return (any(k.startswith(BACKBONE) for k in keys)
+            and not all(k.startswith(BACKBONE) for k in keys))
+
+
+def foreign_backbone_format(
+        state_dict: Dict[str, torch.Tensor]) -> Optional[str]:
+    """``'paper'`` or ``'timm'`` when the GC ViT backbone of a whole model's
+    state dict is in that layout (it needs :func:`convert_model_state_dict`
+    before it fits our GCViT); None for ours, or for no GC ViT backbone."""
+    if not is_model_state_dict(state_dict):
+        return None
+    try:
+        fmt = detect_format(strip_prefixes(_strip_ddp(state_dict)))
+    except ValueError:
+        return None
+    return None if fmt == OURS else fmt
+
+
+def convert_model_state_dict(
+        state_dict: Dict[str, torch.Tensor]
+) -> Tuple[Dict[str, torch.Tensor], str, List[str]]:
+    """Convert the GC ViT backbone inside a whole model's state dict (a
+    detector's or segmentor's, e.g. one trained with the paper's mmdet 2.19
+    code) to our layout, in place: ``backbone.*`` renamed by
+    :func:`convert_state_dict` at the position of the old backbone keys,
+    every other tensor (neck, heads) kept with its name and value.
+
+    Returns:
+        (converted state dict, the backbone's format, dropped keys with
+        their ``backbone.`` prefix: the derived ``relative_position_index``
+        buffers).
+
+    Raises:
+        ValueError: no ``backbone.*`` tensors, or not a GC ViT backbone.
+    """
+    state_dict = _strip_ddp(state_dict)
+    if not any(k.startswith(BACKBONE) for k in state_dict):
+        raise ValueError('not a whole model: no `backbone.*` tensors')
+    backbone, fmt, dropped = convert_state_dict(strip_prefixes(state_dict))
+    converted: Dict[str, torch.Tensor] = OrderedDict()
+    for key, value in state_dict.items():
+        if not key.startswith(BACKBONE):
+            converted[key] = value
+        elif backbone:  # the first backbone key: all of them go here
+            converted.update((BACKBONE + k, v) for k, v in backbone.items())
+            backbone = {}
+    return converted, fmt, [BACKBONE + k for k in dropped]
