@@ -214,7 +214,8 @@ def finished(run):
 
 
 def load(path):
-    return torch.load(path, map_location='cpu', weights_only=True)
+    from gcvit_mm.checkpoint import load_checkpoint_file
+    return load_checkpoint_file(str(path))
 
 
 def assert_same_state(start_file, checkpoint):

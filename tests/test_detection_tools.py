@@ -46,9 +46,8 @@ def test_dist_train_two_cpu_processes_write_one_checkpoint(trained):
         assert 'SyncBN layer config(s) reverted to BN' in log
     # 8 images / (2 processes x 2 per batch) = 2 iterations
     assert re.search(r'Epoch\(train\) \[1\]\[2/2\]', log), log[-3000:]
-    import gcvit_mm  # noqa: F401  (mmengine checkpoints under safe loading)
-    ckpt = torch.load(work / 'epoch_1.pth', map_location='cpu',
-                      weights_only=True)
+    from gcvit_mm.checkpoint import load_checkpoint_file
+    ckpt = load_checkpoint_file(str(work / 'epoch_1.pth'))
     assert ckpt['meta']['iter'] == 2
 
 
