@@ -85,3 +85,25 @@ def test_code_needs_nothing_newer_than_python_3_8():
     assert "No module named 'vermin'" not in result.stderr, (
         'vermin is missing: pip install -r requirements/tests.txt')
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+def test_onnx_export_tool_names_the_torch_it_needs(tmp_path):
+    """On a torch without the dynamo ONNX exporter (2.0, 2.1) the export
+    tool stops with one line naming the torch it needs."""
+    import torch
+
+    from gcvit_mm.deploy import exporter_unavailable
+    if exporter_unavailable() is None:
+        pytest.skip('this torch has the ONNX exporter: '
+                    'tests/test_export_onnx.py runs it')
+    result = subprocess.run(
+        [sys.executable, 'tools/deploy/export_onnx.py',
+         'configs/upernet/gcvit_xxt_toy_ade.py', '--out',
+         str(tmp_path / 'model.onnx'), '--shape', '128', '128'],
+        cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: the ONNX exporter needs torch >= 2.6 (torch.onnx's dynamo "
+        f'exporter with torch.export.Dim.DYNAMIC); this is torch '
+        f'{torch.__version__}')
+    assert not (tmp_path / 'model.onnx').exists()

@@ -2,7 +2,7 @@
 # Install the gcvit_mm stack into the current python (or $PYTHON):
 #   torch (kept if present, any version 2.0 to 2.14, else torch==2.13.0),
 #   mmengine 0.10.7, mmcv 2.1.0 with compiled ops, mmdet 3.3.0,
-#   mmsegmentation 1.2.2, pycocotools, ftfy, regex, pytest, setuptools<81,
+#   mmsegmentation 1.2.2, pycocotools, ftfy, regex, pytest, vermin, setuptools<81,
 #   numpy<2 with torch < 2.3 (built against numpy 1), and gcvit_mm itself
 #   (editable). Python 3.8 to 3.12.
 #
@@ -12,7 +12,8 @@
 #
 # --deploy also installs the optional ONNX export extra: onnx 1.23.2,
 #   onnxruntime 1.32.0, onnxscript 0.7.2 (torch 2.13's dynamo exporter needs
-#   it), the versions tools/deploy/export_onnx.py was checked with.
+#   it), the versions tools/deploy/export_onnx.py was checked with; the
+#   exporter needs torch >= 2.6 (the script says so and stops on an older one).
 #
 # mmcv 2.1.0 (with ops) comes from, in order:
 #   1. the one already installed, if `mmcv._ext` imports;
@@ -269,8 +270,8 @@ fi
 printf 'mmcv==%s\nmmengine==0.10.7\n' "$MMCV_VERSION" >> "$CONSTRAINTS"
 
 # ---------------------------------------------------------------- 5. mmdet, mmseg, extras
-step "mmdet 3.3.0, mmsegmentation 1.2.2, pycocotools, ftfy, regex, pytest"
-ensure "mmdet==3.3.0" "mmsegmentation==1.2.2" pycocotools ftfy regex pytest
+step "mmdet 3.3.0, mmsegmentation 1.2.2, pycocotools, ftfy, regex, pytest, vermin"
+ensure "mmdet==3.3.0" "mmsegmentation==1.2.2" pycocotools ftfy regex pytest vermin
 
 # ---------------------------------------------------------------- 6. gcvit_mm
 step "gcvit_mm (editable, from $REPO_DIR)"
@@ -294,6 +295,10 @@ fi
 # ---------------------------------------------------------------- 7. deploy extra
 if [ "$DEPLOY" = 1 ]; then
     step "deploy extra: onnx, onnxruntime, onnxscript"
+    # tools/deploy needs a newer torch than the rest: say which, install nothing.
+    reason="$("$PY" -c 'from gcvit_mm.deploy import exporter_unavailable; print(exporter_unavailable() or "")')" \
+        || die "cannot import gcvit_mm.deploy (see the traceback above)"
+    [ -z "$reason" ] || die "--deploy: $reason; the rest of the stack is installed, run again without --deploy"
     ensure "onnx==1.23.2" "onnxruntime==1.32.0" "onnxscript==0.7.2"
     "$PY" -c "import onnx, onnxruntime, onnxscript" \
         || die "the deploy extra does not import (see the traceback above)"
