@@ -284,6 +284,7 @@ CRASHES = {
 }
 
 
+@pytest.mark.compat
 @pytest.mark.parametrize('point', list(CRASHES))
 def test_killed_at_a_save_resumes_from_the_last_complete_one(
         tmp_path, uninterrupted, point, train):

@@ -13,6 +13,9 @@ from gcvit_mm.checkpoint import (CheckpointError, convert_state_dict,
 from checkpoint_formats import to_paper, to_timm
 from conftest import SMALL_ARCH, randomize_, stage_outputs
 
+# Also run on the older stacks by CI's compatibility run (pytest -m compat).
+pytestmark = pytest.mark.compat
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

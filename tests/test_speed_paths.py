@@ -57,6 +57,7 @@ def _outputs_and_grads(model, x):
     (7, (224, 96)),  # whole windows in stage 0, partial ones further down
     (24, (100, 150)),  # every map smaller than one window: corner only
 ])
+@pytest.mark.compat
 def test_fast_path_matches_reference_outputs_and_gradients(window, hw):
     fast, ref = _pair_of_models(window_size=window, drop_path_rate=0.)
     x = torch.rand(2, 3, *hw)
@@ -69,6 +70,7 @@ def test_fast_path_matches_reference_outputs_and_gradients(window, hw):
         _assert_close_to_scale(grads_fast[name], grads_ref[name], name)
 
 
+@pytest.mark.compat
 def test_without_the_fused_op_training_matches_reference(monkeypatch):
     """Where torch lacks the fused CPU op, training attends through SDPA
     (math kernel, the bias needing a gradient): same outputs and gradients
@@ -133,6 +135,7 @@ def test_border_default_is_independent_of_the_kernel_and_checked():
         GCViT(SMALL_ARCH, border='padded')
 
 
+@pytest.mark.compat
 def test_fast_path_matches_reference_in_eval_mode():
     fast, ref = _pair_of_models(window_size=6)
     x = torch.rand(2, 3, 101, 77)
@@ -196,6 +199,7 @@ def test_torch_compile_of_the_backbone_matches_eager():
         torch.testing.assert_close(a, b, **TOL)
 
 
+@pytest.mark.compat
 @needs_fused_op
 def test_training_takes_the_fused_kernel_with_a_bias_gradient(monkeypatch):
     """In training the fast path must not fall back to SDPA's math kernel
@@ -215,6 +219,7 @@ def test_training_takes_the_fused_kernel_with_a_bias_gradient(monkeypatch):
     assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in tables)
 
 
+@pytest.mark.compat
 @needs_fused_op
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 def test_bias_attention_matches_the_formula(dtype):
