@@ -164,6 +164,8 @@ def test_refused_global_parses_torch_and_resolver_messages():
     assert refused_global("refusing getattr(<class 'x.H'>, '__init__') "
                           'while loading a checkpoint') == (
                               "getattr(<class 'x.H'>, '__init__')")
+    assert refused_global('refusing to set the state of HistoryBuffer while '
+                          'loading a checkpoint') == 'state of HistoryBuffer'
     assert refused_global('Unsupported operand 149') is None
 
 
