@@ -203,7 +203,8 @@ def load_with_restricted_unpickler(source, map_location='cpu') -> Any:
 
 def load_with_torch_unpickler(source, map_location='cpu') -> Any:
     """``torch.load(weights_only=True)`` with :func:`allowed_globals` allowed
-    for this load only (torch >= 2.6)."""
+    for this load only (torch >= 2.6; torch keeps the list in one global,
+    so a load in another thread at the same moment sees it too)."""
     with torch.serialization.safe_globals(_torch_allow_list()):
         return torch.load(source, map_location=map_location,
                           weights_only=True)
