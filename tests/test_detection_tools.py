@@ -129,6 +129,7 @@ def test_corrupt_checkpoint_resume_test_and_pretrained(tmp_path, tiny_toy_data):
     assert_one_line_error(result, 'pretrained checkpoint', str(truncated))
 
 
+@pytest.mark.compat  # its JIT trace differs on torch 2.0/2.1
 def test_get_flops_counts_attention_matmuls_only_with_them(tiny_toy_data):
     cfg = osp.join(REPO, 'configs/mask_rcnn/gcvit_xxt_shapes.py')
     result = run_tool(['get_flops.py', cfg, '--shape', 128, 160], tiny_toy_data)

@@ -15,9 +15,9 @@ PRETRAIN_WINDOW_RATIOS = (32, 32, 16, 32)
 
 
 def _is_exporting() -> bool:
-    """``torch.compiler.is_exporting()``; False on torch without it (< 2.4),
-    whose ONNX export traces with concrete sizes (tools/deploy needs a newer
-    torch for the dynamic-shape export that this test would matter to)."""
+    """``torch.compiler.is_exporting()``; False on a torch that lacks it
+    (2.0, 2.1), which cannot run gcvit_mm's torch.export-based ONNX export
+    either (:func:`gcvit_mm.deploy.exporter_unavailable`)."""
     compiler = getattr(torch, 'compiler', None)  # absent in torch 2.0
     is_exporting = getattr(compiler, 'is_exporting', None)
     return is_exporting is not None and is_exporting()
