@@ -162,7 +162,9 @@ FORK_SERVER = textwrap.dedent('''
             sys.stderr.flush()
             os._exit(status)
         _, status = os.waitpid(pid, 0)
-        print(os.waitstatus_to_exitcode(status), flush=True)
+        # os.waitstatus_to_exitcode is Python 3.9's
+        print(os.WEXITSTATUS(status) if os.WIFEXITED(status) else
+              -os.WTERMSIG(status), flush=True)
 ''')
 
 

@@ -157,6 +157,45 @@ def test_checkpoint_from_either_numpy_major_loads_and_resumes(
         assert hub[key].mean() == hub0[key].mean()
 
 
+@pytest.mark.parametrize('loader', LOADERS)
+@pytest.mark.parametrize('zip_format', [True, False], ids=['zip', 'legacy'])
+def test_everything_torch_save_writes_for_a_training_run_loads(
+        tmp_path, loader, zip_format):
+    """Tensors, parameters, state dicts (with their _metadata), optimizer
+    state, and the Python and numpy values of mmengine's and mmdet's
+    checkpoints (Counter, set, complex, bytes), on each loader."""
+    import collections
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.rand(4, 3)).sum().backward()
+    optimizer.step()
+    saved = {'state_dict': model.state_dict(),
+             'optimizer': optimizer.state_dict(),
+             'param': torch.nn.Parameter(torch.arange(3.)),
+             'meta': {'counts': collections.Counter(a=2, b=1), 'ids': {1, 2},
+                      'z': 1 + 2j, 'raw': b'\x00\xff', 'f32': np.float32(1.5),
+                      'i64': np.int64(7), 'array': np.arange(6).reshape(2, 3),
+                      'dtype': np.dtype('float16'), 'half': torch.float16}}
+    path = tmp_path / 'run.pth'
+    torch.save(saved, path, _use_new_zipfile_serialization=zip_format)
+    loaded = loader(str(path))
+    assert loaded['state_dict']._metadata == saved['state_dict']._metadata
+    for key, value in saved['state_dict'].items():
+        assert torch.equal(loaded['state_dict'][key], value)
+    state, state0 = (o['optimizer']['state'][0] for o in (loaded, saved))
+    assert int(state['step']) == 1 and torch.equal(state['exp_avg'],
+                                                   state0['exp_avg'])
+    assert loaded['optimizer']['param_groups'] == saved['optimizer'][
+        'param_groups']
+    assert type(loaded['param']) is torch.nn.Parameter
+    assert torch.equal(loaded['param'], saved['param'])
+    meta = loaded['meta']
+    np.testing.assert_array_equal(meta.pop('array'), saved['meta']['array'])
+    assert meta == {k: v for k, v in saved['meta'].items() if k != 'array'}
+    assert type(meta['f32']) is np.float32 and type(meta['counts']) is \
+        collections.Counter
+
+
 class _Getattr:
     """Pickles as builtins.getattr(owner, name): the first step of a gadget
     chain from an allowed object to os.system."""

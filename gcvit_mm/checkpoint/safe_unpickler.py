@@ -106,9 +106,12 @@ def _torch_allow_list() -> list:
 
 def _tensor_globals() -> Dict[str, Any]:
     """What ``torch.save`` writes for tensors, parameters, state dicts and
-    optimizer states (storages are resolved by torch.load itself)."""
+    optimizer states (storages are resolved by torch.load itself): the
+    non-numpy part of torch 2.13's weights-only allow-list, which older
+    torch's lacks in part (``collections.Counter``, ``builtins.set``)."""
     found = {
         'collections.OrderedDict': collections.OrderedDict,
+        'collections.Counter': collections.Counter,  # in mmdet's checkpoints
         'torch.Size': torch.Size,
         'torch.device': torch.device,
         'torch.nn.parameter.Parameter': torch.nn.Parameter,
@@ -116,7 +119,6 @@ def _tensor_globals() -> Dict[str, Any]:
         # numbers through these
         '_codecs.encode': codecs.encode,
         'builtins.set': set,
-        'builtins.frozenset': frozenset,
         'builtins.complex': complex,
         'builtins.bytearray': bytearray,
     }
