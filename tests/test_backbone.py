@@ -6,6 +6,8 @@ from gcvit_mm import GCViT
 from gcvit_mm.models.layers import token_generator_layout
 from conftest import SMALL_ARCH, randomize_
 
+# Also run on the older stacks by CI's compatibility run (pytest -m compat).
+pytestmark = pytest.mark.compat
 
 
 def expected_size(size: int, stage: int) -> int:
@@ -33,7 +35,6 @@ def test_tiny_parameter_count_matches_the_paper():
     assert 27.5 < params < 28.5, params  # paper: 28M
 
 
-@pytest.mark.compat
 @pytest.mark.parametrize('hw', [(511, 383), (32, 32), (224, 512), (97, 45)])
 @pytest.mark.parametrize('window', [7, 24])
 def test_any_input_size_gives_strided_conv_sizes(hw, window):
@@ -48,7 +49,6 @@ def test_any_input_size_gives_strided_conv_sizes(hw, window):
         assert out.is_contiguous()
 
 
-@pytest.mark.compat
 def test_tiny_at_a_detection_size():
     model = GCViT('tiny', window_size=24, out_indices=(1, 3)).eval()
     with torch.no_grad():
@@ -58,7 +58,6 @@ def test_tiny_at_a_detection_size():
     assert model.out_channels == [128, 512]
 
 
-@pytest.mark.compat
 def test_batch_images_do_not_mix():
     """Window k of image b must use image b's global tokens: changing image 1
     leaves image 0's outputs as they were, and a batch of 2 gives what two
@@ -93,7 +92,6 @@ def test_token_generator_follows_the_pretraining_geometry():
                                                         (1, 0), (1, 0)]
 
 
-@pytest.mark.compat
 def test_global_tokens_are_resized_to_one_window():
     model = GCViT(SMALL_ARCH, window_size=24).eval()
     seen = []
@@ -174,7 +172,6 @@ def test_a_one_block_stage_has_no_unused_parameters():
     assert unused == []
 
 
-@pytest.mark.compat
 def test_frozen_stages_stay_frozen_and_in_eval_mode():
     model = GCViT(SMALL_ARCH, frozen_stages=2)
     assert model.train() is model
@@ -207,7 +204,6 @@ def test_frozen_stages_bounds(frozen_stages):
         assert not any(p.requires_grad for p in model.stem.parameters())
 
 
-@pytest.mark.compat
 def test_with_cp_gives_the_same_outputs_and_gradients():
     x = torch.rand(2, 3, 80, 72)
     results = []
@@ -232,7 +228,6 @@ def test_with_cp_gives_the_same_outputs_and_gradients():
                                    atol=1e-6, msg=name)
 
 
-@pytest.mark.compat
 def test_sdpa_path_matches_the_plain_reference_path():
     x = torch.rand(2, 3, 100, 76)
     outs = []

@@ -52,6 +52,7 @@ def _optimizer_tensors(state):
     return out
 
 
+@pytest.mark.compat  # kill and resume on the older stacks too
 def test_interrupted_run_resumes_with_its_optimizer_state(tmp_path, toy_env):
     cfg = write_small_config(
         tmp_path / 'resume.py', 'mask_rcnn',
