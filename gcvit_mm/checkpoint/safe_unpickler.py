@@ -154,12 +154,12 @@ class RestrictedUnpickler(pickle._Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         module = _PYTHON2_MODULES.get(module, module)
         full_name = f'{module}.{name}'
-        found = _restricted_globals().get(full_name)
-        if found is None:
+        allowed = _restricted_globals()
+        if full_name not in allowed:
             raise pickle.UnpicklingError(
                 f'GLOBAL {full_name} was not an allowed global while loading '
                 f'a checkpoint')
-        return found
+        return allowed[full_name]
 
     def load_build(self) -> None:
         target = self.stack[-2]  # BUILD pops the state above it
