@@ -137,14 +137,6 @@ class DetrDummy(torch.nn.Module):
         super().__init__()
         self.detector = detector
         self.shape = shape
-        # Proposals drawn here, not in forward: the JIT tracer of torch 2.0
-        # and 2.1 rejects a Generator argument.
-        h, w = shape
-        gen = torch.Generator().manual_seed(0)
-        half = torch.tensor([w / 2, h / 2])
-        xy = torch.rand(NUM_PROPOSALS, 2, generator=gen) * half
-        wh = torch.rand(NUM_PROPOSALS, 2, generator=gen) * half + 8
-        self.proposal_boxes = torch.cat([xy, xy + wh], 1)
 
     def forward(self, img):
         return tuple(_tensors(
