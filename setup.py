@@ -8,6 +8,7 @@ mmcv without ops.
 """
 import os.path as osp
 import re
+import runpy
 
 from setuptools import find_packages, setup
 
@@ -22,6 +23,13 @@ def get_version():
     if match is None:
         raise RuntimeError('cannot find __version__ in gcvit_mm/version.py')
     return match.group(1)
+
+
+def python_requires():
+    """'>=3.8, <3.13' from gcvit_mm/supported.py (which imports nothing)."""
+    (low_major, low_minor), (high_major, high_minor) = runpy.run_path(
+        osp.join(HERE, 'gcvit_mm', 'supported.py'))['PYTHON']
+    return f'>={low_major}.{low_minor}, <{high_major}.{high_minor + 1}'
 
 
 def parse_requirements(fname):
@@ -54,7 +62,7 @@ setup(
     packages=find_packages(exclude=('configs', 'configs.*', 'tools',
                                     'tools.*', 'tests', 'tests.*')),
     include_package_data=True,
-    python_requires='>=3.8',
+    python_requires=python_requires(),
     install_requires=parse_requirements('requirements/runtime.txt'),
     extras_require={
         'tests': parse_requirements('requirements/tests.txt'),

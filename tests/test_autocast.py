@@ -11,6 +11,9 @@ import torch
 from gcvit_mm import GCViT
 from conftest import SMALL_ARCH, randomize_
 
+# Also run on the older stacks by CI's compatibility run (pytest -m compat).
+pytestmark = pytest.mark.compat
+
 # max |autocast - fp32| / max |fp32| per output map. Measured on this CPU:
 # bfloat16 (8-bit mantissa) up to 0.017, float16 (11-bit) up to 0.002.
 OUTPUT_TOL = {torch.bfloat16: 0.03, torch.float16: 0.005}

@@ -6,6 +6,9 @@ from gcvit_mm import GCViT
 from gcvit_mm.models.layers import token_generator_layout
 from conftest import SMALL_ARCH, randomize_
 
+# Also run on the older stacks by CI's compatibility run (pytest -m compat).
+pytestmark = pytest.mark.compat
+
 
 def expected_size(size: int, stage: int) -> int:
     """Output size of (stage + 2) stride-2, padding-1, 3x3 convs."""

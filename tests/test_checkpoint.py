@@ -13,6 +13,9 @@ from gcvit_mm.checkpoint import (CheckpointError, convert_state_dict,
 from checkpoint_formats import to_paper, to_timm
 from conftest import SMALL_ARCH, randomize_, stage_outputs
 
+# Also run on the older stacks by CI's compatibility run (pytest -m compat).
+pytestmark = pytest.mark.compat
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -161,6 +164,8 @@ def test_refused_global_parses_torch_and_resolver_messages():
     assert refused_global("refusing getattr(<class 'x.H'>, '__init__') "
                           'while loading a checkpoint') == (
                               "getattr(<class 'x.H'>, '__init__')")
+    assert refused_global('refusing to set the state of HistoryBuffer while '
+                          'loading a checkpoint') == 'state of HistoryBuffer'
     assert refused_global('Unsupported operand 149') is None
 
 

@@ -16,6 +16,9 @@ import torch.nn as nn
 from detection_utils import (load_tool, run_tool,
                              write_small_config)
 
+# Also run on the older stacks by CI's compatibility run (pytest -m compat).
+pytestmark = pytest.mark.compat
+
 UNREACHABLE = 'http://127.0.0.1:9/x.pth'  # discard port: connection refused
 
 

@@ -46,9 +46,8 @@ def test_dist_train_two_cpu_processes_write_one_checkpoint(trained):
         assert 'SyncBN layer config(s) reverted to BN' in log
     # 8 images / (2 processes x 2 per batch) = 2 iterations
     assert re.search(r'Epoch\(train\) \[1\]\[2/2\]', log), log[-3000:]
-    import gcvit_mm  # noqa: F401  (mmengine checkpoints under safe loading)
-    ckpt = torch.load(work / 'epoch_1.pth', map_location='cpu',
-                      weights_only=True)
+    from gcvit_mm.checkpoint import load_checkpoint_file
+    ckpt = load_checkpoint_file(str(work / 'epoch_1.pth'))
     assert ckpt['meta']['iter'] == 2
 
 
@@ -130,6 +129,7 @@ def test_corrupt_checkpoint_resume_test_and_pretrained(tmp_path, tiny_toy_data):
     assert_one_line_error(result, 'pretrained checkpoint', str(truncated))
 
 
+@pytest.mark.compat  # its JIT trace differs on torch 2.0/2.1
 def test_get_flops_counts_attention_matmuls_only_with_them(tiny_toy_data):
     cfg = osp.join(REPO, 'configs/mask_rcnn/gcvit_xxt_shapes.py')
     result = run_tool(['get_flops.py', cfg, '--shape', 128, 160], tiny_toy_data)

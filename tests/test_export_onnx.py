@@ -11,6 +11,11 @@ EXTRA = 'the deploy extra is not installed: bash tools/install.sh --deploy'
 pytest.importorskip('onnxruntime', reason=EXTRA)
 pytest.importorskip('onnxscript', reason=EXTRA)
 onnx = pytest.importorskip('onnx', reason=EXTRA)
+from gcvit_mm.deploy import exporter_unavailable  # noqa: E402
+
+# test_supported_versions.py checks the tool's one line on such a torch.
+needs_exporter = pytest.mark.skipif(exporter_unavailable() is not None,
+                                    reason=str(exporter_unavailable()))
 
 from conftest import randomize_  # noqa: E402
 from detection_utils import REPO, run_tool  # noqa: E402
@@ -29,6 +34,7 @@ def _input_dims(path):
     return [d.dim_param or d.dim_value for d in dims]
 
 
+@needs_exporter
 def test_gcvit_t_backbone_exports_with_dynamic_batch_and_size(tmp_path):
     """GC ViT-T (ImageNet windows 7, 7, 14, 7) traced at 2x3x256x256 (two
     windows per stage, see trace_size) with border='pad', against the
@@ -68,6 +74,7 @@ def test_gcvit_t_backbone_exports_with_dynamic_batch_and_size(tmp_path):
             assert model(images)[3].abs().max() > 1
 
 
+@needs_exporter
 def test_export_tool_exports_the_toy_upernet_with_dynamic_shapes(tmp_path):
     out = str(tmp_path / 'seg.onnx')
     result = run_tool(['deploy/export_onnx.py',
@@ -93,6 +100,7 @@ def test_export_tool_exports_the_toy_upernet_with_dynamic_shapes(tmp_path):
     assert all(isinstance(d, str) for d in _input_dims(out)[::2])
 
 
+@needs_exporter
 def test_export_tool_bad_input_is_one_line(tmp_path):
     result = run_tool(['deploy/export_onnx.py', 'configs/nope.py', '--out',
                        str(tmp_path / 'm.onnx'), '--shape', 64, 64],
@@ -118,6 +126,7 @@ def test_unaligned_size_pads_every_stage():
     assert all(-(-n // 2**(i + 2)) % 4 for i in range(4))
 
 
+@needs_exporter
 def test_duplicate_constants_are_stored_once_with_the_same_results(tmp_path):
     """Two equal constants (as every GC ViT block's position index) become
     one, also where a subgraph (an If branch) uses them; a constant equal

@@ -124,7 +124,9 @@ def run_train(config, opts, work):
                 pytest.fail(f'no result within {TIMEOUT} s')
             time.sleep(0.5)
     wall = time.time() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    # os.waitstatus_to_exitcode is Python 3.9's
+    proc.returncode = (os.WEXITSTATUS(status) if os.WIFEXITED(status) else
+                       -os.WTERMSIG(status))
     assert proc.returncode == 0, open(output).read()[-5000:]
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20
 

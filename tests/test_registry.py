@@ -6,6 +6,9 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
+# Also run on the older stacks by CI's compatibility run (pytest -m compat).
+pytestmark = pytest.mark.compat
+
 BACKBONE = ("dict(_delete_=True, type='GCViT', arch='xxtiny', window_size=24, "
             "drop_path_rate=0.1)")
 CONFIGS = {

@@ -8,6 +8,9 @@ from mmengine.config import Config
 
 from test_segmentation_configs import CONFIG_DIR, build_segmentor
 
+# Also run on the older stacks by CI's compatibility run (pytest -m compat).
+pytestmark = pytest.mark.compat
+
 TINY_ARCH = dict(dim=16, depths=(2, 2, 2, 2),
                  num_heads=(1, 2, 4, 8), mlp_ratio=2., layer_scale=None)
 

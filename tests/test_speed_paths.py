@@ -7,11 +7,20 @@ import shutil
 import pytest
 import torch
 
+import gcvit_mm.models.layers.bias_attention as fused_bias
 from gcvit_mm import GCViT
 from gcvit_mm.models.layers import GCViTBlock, WindowAttention
 from conftest import SMALL_ARCH, randomize_
 
 TOL = dict(rtol=1e-5, atol=1e-5)
+
+# The fused kernel's forward is a private aten op that older torch (2.0,
+# 2.1) lacks; training then takes SDPA's math kernel (tested below).
+needs_fused_op = pytest.mark.skipif(
+    not fused_bias.AVAILABLE,
+    reason=f'torch {torch.__version__} has no '
+    f'aten::_scaled_dot_product_flash_attention_for_cpu (the fused CPU '
+    f'attention op); its fallback is tested instead')
 
 
 def _pair_of_models(**kwargs):
@@ -48,11 +57,33 @@ def _outputs_and_grads(model, x):
     (7, (224, 96)),  # whole windows in stage 0, partial ones further down
     (24, (100, 150)),  # every map smaller than one window: corner only
 ])
+@pytest.mark.compat
 def test_fast_path_matches_reference_outputs_and_gradients(window, hw):
     fast, ref = _pair_of_models(window_size=window, drop_path_rate=0.)
     x = torch.rand(2, 3, *hw)
     outs_fast, grads_fast = _outputs_and_grads(fast.train(), x)
     outs_ref, grads_ref = _outputs_and_grads(ref.train(), x)
+    for a, b in zip(outs_fast, outs_ref):
+        torch.testing.assert_close(a, b, **TOL)
+    assert grads_fast.keys() == grads_ref.keys() and len(grads_fast) > 100
+    for name in grads_fast:
+        _assert_close_to_scale(grads_fast[name], grads_ref[name], name)
+
+
+@pytest.mark.compat
+def test_without_the_fused_op_training_matches_reference(monkeypatch):
+    """Where torch lacks the fused CPU op, training attends through SDPA
+    (math kernel, the bias needing a gradient): same outputs and gradients
+    as the reference path."""
+    monkeypatch.setattr(fused_bias, 'AVAILABLE', False)
+    calls = []
+    monkeypatch.setattr(fused_bias, 'bias_attention',
+                        lambda *a: calls.append(1))
+    fast, ref = _pair_of_models(window_size=5, drop_path_rate=0.)
+    x = torch.rand(2, 3, 83, 117)
+    outs_fast, grads_fast = _outputs_and_grads(fast.train(), x)
+    outs_ref, grads_ref = _outputs_and_grads(ref.train(), x)
+    assert calls == []
     for a, b in zip(outs_fast, outs_ref):
         torch.testing.assert_close(a, b, **TOL)
     assert grads_fast.keys() == grads_ref.keys() and len(grads_fast) > 100
@@ -104,6 +135,7 @@ def test_border_default_is_independent_of_the_kernel_and_checked():
         GCViT(SMALL_ARCH, border='padded')
 
 
+@pytest.mark.compat
 def test_fast_path_matches_reference_in_eval_mode():
     fast, ref = _pair_of_models(window_size=6)
     x = torch.rand(2, 3, 101, 77)
@@ -167,12 +199,13 @@ def test_torch_compile_of_the_backbone_matches_eager():
         torch.testing.assert_close(a, b, **TOL)
 
 
+@pytest.mark.compat
+@needs_fused_op
 def test_training_takes_the_fused_kernel_with_a_bias_gradient(monkeypatch):
     """In training the fast path must not fall back to SDPA's math kernel
     (which it does for a mask that needs a gradient): every attention call
     goes through bias_attention."""
-    import gcvit_mm.models.layers.bias_attention as ba
-    assert ba.AVAILABLE  # torch 2.13's CPU build has the fused kernel's ops
+    ba = fused_bias
     calls = []
     original = ba.bias_attention
     monkeypatch.setattr(ba, 'bias_attention',
@@ -186,11 +219,13 @@ def test_training_takes_the_fused_kernel_with_a_bias_gradient(monkeypatch):
     assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in tables)
 
 
+@pytest.mark.compat
+@needs_fused_op
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 def test_bias_attention_matches_the_formula(dtype):
     """softmax(q k^T / sqrt(d) + bias) v and all four gradients, with a
     strided q (as the global queries are); bf16 as autocast gives it."""
-    import gcvit_mm.models.layers.bias_attention as ba
+    ba = fused_bias
     gen = torch.Generator().manual_seed(0)
     B_, heads, Nq, Nk, d = 5, 3, 12, 25, 8
     q = torch.randn(B_, Nq, heads, d, generator=gen).transpose(1, 2)

@@ -16,6 +16,9 @@ import torch.nn.functional as F
 from gcvit_mm import GCViT
 from conftest import stage_outputs
 
+# Also run on the older stacks by CI's compatibility run (pytest -m compat).
+pytestmark = pytest.mark.compat
+
 FIXTURE = osp.join(osp.dirname(__file__), 'data', 'timm_gcvit_fixture.npz')
 ARCH = dict(dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8),
             mlp_ratio=1., layer_scale=1.0)

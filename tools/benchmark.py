@@ -232,13 +232,16 @@ def onnx_runtime_latency(shape: Sequence[int], warmup: int, repeats: int
                          ) -> Dict[str, float]:
     """Median seconds of the PyTorch backbone and of its ONNX export under
     ONNX Runtime, interleaved, batch 1 at ``shape``; {} without the deploy
-    extra."""
+    extra or on a torch without the exporter (< 2.6)."""
     try:
         import onnxruntime  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError:
         return {}
-    from gcvit_mm.deploy import export_onnx, onnx_session, run_onnx
+    from gcvit_mm.deploy import (export_onnx, exporter_unavailable,
+                                 onnx_session, run_onnx)
+    if exporter_unavailable():
+        return {}
     torch.manual_seed(0)
     model = set_eval(build_backbone(ONNX_MODEL))
     twin = set_eval(build_backbone(ONNX_MODEL, border='pad'))
@@ -366,8 +369,10 @@ def main(argv=None) -> None:
         onnx_times = onnx_runtime_latency(args.shape, args.warmup,
                                           args.repeats)
         if not onnx_times:
-            log('onnx runtime skipped: no deploy extra '
-                '(bash tools/install.sh --deploy)')
+            from gcvit_mm.deploy import exporter_unavailable
+            log(f'onnx runtime skipped: '
+                f'{exporter_unavailable() or "no deploy extra"} '
+                f'(bash tools/install.sh --deploy)')
     print_report(args, device, rows, detectors, onnx_times)
 
 

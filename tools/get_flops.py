@@ -86,6 +86,14 @@ class DetDummy(torch.nn.Module):
         super().__init__()
         self.detector = detector
         self.shape = shape
+        # Proposals drawn here, not in forward: the JIT tracer of torch 2.0
+        # and 2.1 rejects a Generator argument.
+        h, w = shape
+        gen = torch.Generator().manual_seed(0)
+        half = torch.tensor([w / 2, h / 2])
+        xy = torch.rand(NUM_PROPOSALS, 2, generator=gen) * half
+        wh = torch.rand(NUM_PROPOSALS, 2, generator=gen) * half + 8
+        self.proposal_boxes = torch.cat([xy, xy + wh], 1)
 
     def forward(self, img):
         from mmengine.structures import InstanceData
@@ -95,14 +103,8 @@ class DetDummy(torch.nn.Module):
         if getattr(det, 'with_rpn', False):
             outs += tuple(_tensors(det.rpn_head(x)))
         if hasattr(det, 'roi_head'):
-            h, w = self.shape
-            gen = torch.Generator().manual_seed(0)
-            xy = torch.rand(NUM_PROPOSALS, 2, generator=gen) * torch.tensor(
-                [w / 2, h / 2])
-            wh = torch.rand(NUM_PROPOSALS, 2, generator=gen) * torch.tensor(
-                [w / 2, h / 2]) + 8
             proposals = InstanceData(
-                bboxes=torch.cat([xy, xy + wh], 1).to(img.device))
+                bboxes=self.proposal_boxes.to(img.device))
             sample = image_sample(self.shape)
             roi_head = det.roi_head
             if hasattr(roi_head, 'num_stages'):

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install the gcvit_mm stack into the current python (or $PYTHON):
-#   torch (kept if present, else torch==2.13.0), mmengine 0.10.7, mmcv 2.1.0 with
-#   compiled ops, mmdet 3.3.0, mmsegmentation 1.2.2, pycocotools, ftfy, regex,
-#   pytest, setuptools<81, and gcvit_mm itself (editable).
+#   torch (kept if present, any version 2.0 to 2.14, else torch==2.13.0),
+#   mmengine 0.10.7, mmcv 2.1.0 with compiled ops, mmdet 3.3.0,
+#   mmsegmentation 1.2.2, pycocotools, ftfy, regex, pytest, vermin, setuptools<81,
+#   numpy<2 with torch < 2.3 (built against numpy 1), and gcvit_mm itself
+#   (editable). Python 3.8 to 3.12.
 #
 # Usage:
 #   bash tools/install.sh [--wheel-dir DIR]... [--deploy]
@@ -10,14 +12,18 @@
 #
 # --deploy also installs the optional ONNX export extra: onnx 1.23.2,
 #   onnxruntime 1.32.0, onnxscript 0.7.2 (torch 2.13's dynamo exporter needs
-#   it), the versions tools/deploy/export_onnx.py was checked with.
+#   it), the versions tools/deploy/export_onnx.py was checked with; the
+#   exporter needs torch >= 2.6 (the script says so and stops on an older one).
 #
 # mmcv 2.1.0 (with ops) comes from, in order:
 #   1. the one already installed, if `mmcv._ext` imports;
 #   2. a folder of prebuilt wheels (--wheel-dir DIR / MMCV_WHEEL_DIR), handed to pip
-#      as --find-links on the command line;
+#      as --find-links on the command line: first its subfolder for this torch and
+#      python, DIR/torch-<torch version>-py<major.minor> (e.g. torch-2.1.2-py3.11:
+#      a wheel's name cannot say which torch it was built for), then DIR itself;
 #   3. the wheel cache ($GCVIT_MM_CACHE/wheels/..., default ~/.cache/gcvit_mm);
-#   4. a build from the PyPI sdist (about 10 min on 2 cores), cached for next time.
+#   4. a build from the PyPI sdist (10-16 min on 2 cores; C++17, or C++20 for
+#      torch >= 2.10, whose headers need it), cached for next time.
 #
 # Environment: PYTHON (default: python), MMCV_WHEEL_DIR, GCVIT_MM_CACHE,
 #   TORCH_SPEC (default: torch==2.13.0, used only when torch is missing),
@@ -71,7 +77,7 @@ while [ $# -gt 0 ]; do
         --wheel-dir) [ $# -ge 2 ] || die "--wheel-dir needs a folder"; WHEEL_DIRS+=("$2"); shift 2 ;;
         --wheel-dir=*) WHEEL_DIRS+=("${1#*=}"); shift ;;
         --deploy) DEPLOY=1; shift ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
@@ -183,8 +189,10 @@ mmcv_build() {
         --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$src"
     tar -xzf "$src"/mmcv-"$MMCV_VERSION".tar.gz -C "$src"
     local tree="$src/mmcv-$MMCV_VERSION"
-    # torch >= 2.10 headers need C++20.
-    sed -i 's/-std=c++17/-std=c++20/g' "$tree/setup.py"
+    # torch >= 2.10 headers need C++20; older torch builds as mmcv ships (C++17).
+    if "$PY" -c "import sys; sys.exit(tuple(int(p) for p in '$TORCH_BASE'.split('.')[:2]) < (2, 10))"; then
+        sed -i 's/-std=c++17/-std=c++20/g' "$tree/setup.py"
+    fi
     local jobs="${MAX_JOBS:-$(nproc 2>/dev/null || echo 2)}"
     log "  compiling mmcv $MMCV_VERSION ops (CPU, MAX_JOBS=$jobs): this takes about 10 minutes on 2 cores"
     (cd "$tree" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$jobs" \
@@ -196,8 +204,8 @@ mmcv_build() {
 # ---------------------------------------------------------------- 1. python
 step "python and pip"
 command -v "$PY" >/dev/null 2>&1 || die "python '$PY' not found (set PYTHON=/path/to/python)"
-"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 8))' \
-    || die "python >= 3.8 needed, $PY is $("$PY" -V 2>&1)"
+"$PY" -c 'import sys; sys.exit(not (3, 8) <= sys.version_info[:2] <= (3, 12))' \
+    || die "gcvit_mm supports Python 3.8 to 3.12, $PY is $("$PY" -V 2>&1): use one of those (PYTHON=/path/to/python3.11)"
 "$PY" -m pip --version >/dev/null 2>&1 || die "pip is not available in $PY (try: $PY -m ensurepip)"
 log "  python: $("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
 PY_TAG="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
@@ -213,8 +221,19 @@ fi
 TORCH_VERSION="$("$PY" -c 'import torch; print(torch.__version__)')" \
     || die "torch does not import after installation"
 log "  torch $TORCH_VERSION"
+# 2.0 brought scaled_dot_product_attention; 2.14 is the newest tested.
+TORCH_BASE="${TORCH_VERSION%%+*}"
+"$PY" -c "import sys; v = tuple(int(p) for p in '$TORCH_BASE'.split('.')[:2]); sys.exit(not (2, 0) <= v <= (2, 14))" \
+    || die "gcvit_mm supports torch 2.0 to 2.14, this python has torch $TORCH_VERSION: install one of those first (e.g. pip install torch==2.1.2) or into a fresh venv with TORCH_SPEC=torch==2.1.2"
 # From here on pip may not change torch.
 echo "torch==$TORCH_VERSION" >> "$CONSTRAINTS"
+# torch before 2.3 is built against numpy 1: numpy 2 breaks its numpy interop
+# (torch.from_numpy, DataLoader collation of numpy values).
+if "$PY" -c "import sys; sys.exit(tuple(int(p) for p in '$TORCH_BASE'.split('.')[:2]) >= (2, 3))"; then
+    log "  torch < 2.3: numpy stays below 2"
+    echo 'numpy<2' >> "$CONSTRAINTS"
+    ensure 'numpy<2'
+fi
 
 # ---------------------------------------------------------------- 3. mmengine
 step "mmengine 0.10.7"
@@ -230,7 +249,16 @@ else
         log "  the installed mmcv is not $MMCV_VERSION with working ops: $(mmcv_ops_error)"
     fi
     done_mmcv=0
-    for dir in ${WHEEL_DIRS[@]+"${WHEEL_DIRS[@]}"} "$CACHE_DIR"; do
+    # Each wheel folder's subfolder for this torch and python first.
+    PY_DOT="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    CANDIDATES=()
+    for dir in ${WHEEL_DIRS[@]+"${WHEEL_DIRS[@]}"}; do
+        if [ -d "$dir/torch-$TORCH_BASE-py$PY_DOT" ]; then
+            CANDIDATES+=("$dir/torch-$TORCH_BASE-py$PY_DOT")
+        fi
+        CANDIDATES+=("$dir")
+    done
+    for dir in ${CANDIDATES[@]+"${CANDIDATES[@]}"} "$CACHE_DIR"; do
         if mmcv_from_dir "$dir"; then done_mmcv=1; break; fi
     done
     if [ "$done_mmcv" = 0 ]; then
@@ -242,8 +270,8 @@ fi
 printf 'mmcv==%s\nmmengine==0.10.7\n' "$MMCV_VERSION" >> "$CONSTRAINTS"
 
 # ---------------------------------------------------------------- 5. mmdet, mmseg, extras
-step "mmdet 3.3.0, mmsegmentation 1.2.2, pycocotools, ftfy, regex, pytest"
-ensure "mmdet==3.3.0" "mmsegmentation==1.2.2" pycocotools ftfy regex pytest
+step "mmdet 3.3.0, mmsegmentation 1.2.2, pycocotools, ftfy, regex, pytest, vermin"
+ensure "mmdet==3.3.0" "mmsegmentation==1.2.2" pycocotools ftfy regex pytest vermin
 
 # ---------------------------------------------------------------- 6. gcvit_mm
 step "gcvit_mm (editable, from $REPO_DIR)"
@@ -267,6 +295,10 @@ fi
 # ---------------------------------------------------------------- 7. deploy extra
 if [ "$DEPLOY" = 1 ]; then
     step "deploy extra: onnx, onnxruntime, onnxscript"
+    # tools/deploy needs a newer torch than the rest: say which, install nothing.
+    reason="$("$PY" -c 'from gcvit_mm.deploy import exporter_unavailable; print(exporter_unavailable() or "")')" \
+        || die "cannot import gcvit_mm.deploy (see the traceback above)"
+    [ -z "$reason" ] || die "--deploy: $reason; the rest of the stack is installed, run again without --deploy"
     ensure "onnx==1.23.2" "onnxruntime==1.32.0" "onnxscript==0.7.2"
     "$PY" -c "import onnx, onnxruntime, onnxscript" \
         || die "the deploy extra does not import (see the traceback above)"

@@ -1,8 +1,8 @@
 """Safe loading of GC ViT checkpoints into :class:`GCViT`, and the one safe
 ``torch.load`` behind every checkpoint a gcvit_mm run reads (``init_cfg``,
 and mmengine's ``load_from``/``--resume`` through
-:mod:`gcvit_mm.utils.safe_loading`)."""
-import argparse
+:mod:`gcvit_mm.utils.safe_loading`); what it allows is
+:mod:`gcvit_mm.checkpoint.safe_unpickler`'s policy."""
 import http.client
 import io
 import logging
@@ -20,18 +20,16 @@ import torch
 import torch.nn.functional as F
 
 from .convert import convert_state_dict
+from .safe_unpickler import safe_torch_load
 
-# The paper's training script saves its argparse options next to the
-# weights. Namespace only holds attributes: allowing it runs no code.
-_CHECKPOINT_SAFE_GLOBALS = [argparse.Namespace]
-
-# How torch's safe unpickler (and gcvit_mm's getattr resolver) name what they
-# refused; the first match is reported.
+# How torch's weights-only unpickler and gcvit_mm's (safe_unpickler.py) name
+# what they refused; the first match is reported.
 _REFUSED_GLOBAL_PATTERNS = [
     re.compile(p) for p in (
         r'GLOBAL (\S+) was not an allowed global',  # not allow-listed
         r'unsupported GLOBAL (\S+) whose module',  # os, sys, posix, nt
-        r'refusing (getattr\(.*?\)) while loading',  # safe_loading.py
+        r'refusing (getattr\(.*?\)) while loading',  # HistoryBuffer methods
+        r'refusing to set the (state of \S+) while loading',  # BUILD
         r'unrecognized function (<[^>]*>)',  # REDUCE of a non-allowed call
         r"allowlisted via `add_safe_globals` but got <class '([^']+)'>",
     )
@@ -107,12 +105,11 @@ def _download(url: str, setting: Optional[str]) -> str:
 def load_checkpoint_file(filename: str,
                          map_location='cpu',
                          setting: Optional[str] = None) -> dict:
-    """``torch.load(weights_only=True)`` a local path or an http(s) URL.
-
-    ``weights_only=True`` is always passed explicitly, so no environment
-    switch (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) turns it off: only tensors,
-    containers and the allow-listed types are unpickled. ``setting`` names
-    the config key that holds ``filename``, for the error messages.
+    """Load a local path or an http(s) URL safely, on every supported torch:
+    only tensors, containers and the allow-listed types of
+    :mod:`gcvit_mm.checkpoint.safe_unpickler` are unpickled, whatever the
+    environment says (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``). ``setting``
+    names the config key that holds ``filename``, for the error messages.
 
     Raises:
         CheckpointError: one line: not found, not downloadable, unreadable,
@@ -140,19 +137,15 @@ def load_checkpoint_bytes(data: bytes, filename: str,
 
 
 def _safe_load(source, filename: str, map_location) -> dict:
-    """``torch.load(source, weights_only=True)``, ``source`` a path or a
-    binary file object; failures as one-line :class:`CheckpointError`."""
-    # safe_globals() removes its globals again on exit: give it only those
-    # not allowed for good (add_safe_globals) already.
-    extra = [g for g in _CHECKPOINT_SAFE_GLOBALS
-             if g not in torch.serialization.get_safe_globals()]
+    """:func:`safe_torch_load` of ``source`` (a path or a binary file
+    object); failures as one-line :class:`CheckpointError`."""
     try:
-        with torch.serialization.safe_globals(extra):
-            return torch.load(source, map_location=map_location,
-                              weights_only=True)
+        return safe_torch_load(source, map_location)
     except pickle.UnpicklingError as e:
         raise _refusal(filename, e) from None
-    except (RuntimeError, EOFError, OSError) as e:
+    # a damaged pickle fails in pickle's own unpickler with these too
+    except (RuntimeError, EOFError, OSError, KeyError, IndexError,
+            ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else \
             type(e).__name__
         raise CheckpointError(

@@ -33,6 +33,20 @@ class ExportError(Exception):
     """The export or its check failed; the message is one line."""
 
 
+def exporter_unavailable() -> Optional[str]:
+    """Why this torch cannot run :func:`export_onnx` (one line), or None.
+
+    The export needs torch.onnx's dynamo exporter with
+    ``torch.export.Dim.DYNAMIC`` (torch 2.6); torch 2.0 and 2.1 lack both.
+    """
+    dim = getattr(getattr(torch, 'export', None), 'Dim', None)
+    if dim is None or not hasattr(dim, 'DYNAMIC'):
+        return (f"the ONNX exporter needs torch >= 2.6 (torch.onnx's dynamo "
+                f'exporter with torch.export.Dim.DYNAMIC); this is torch '
+                f'{torch.__version__}')
+    return None
+
+
 def use_export_border(model_cfg: dict) -> int:
     """Set ``border='pad'`` in every GCViT backbone dict of a model config
     (in place); returns how many were set."""
@@ -157,6 +171,9 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str,
         static shapes when torch.export cannot keep them symbolic).
     """
     import onnx
+    reason = exporter_unavailable()
+    if reason:
+        raise ExportError(reason)
     module.eval().requires_grad_(False)
     names = output_names(module, example)
     dims = None

@@ -1,4 +1,3 @@
-from .safe_loading import (allow_mmengine_checkpoint_globals,
-                           install_safe_loading)
+from .safe_loading import check_named_model_loaders, install_safe_loading
 
-__all__ = ['allow_mmengine_checkpoint_globals', 'install_safe_loading']
+__all__ = ['check_named_model_loaders', 'install_safe_loading']

@@ -1,84 +1,38 @@
-"""Let mmengine resume its own checkpoints under torch's safe loading.
+"""Route mmengine's checkpoint loading through gcvit_mm's safe loader.
 
-torch >= 2.6 loads with ``weights_only=True`` and mmengine 0.10.7 calls plain
-``torch.load``, so ``--resume`` stops at the first non-tensor global of the
-checkpoint (its message hub's log history). A checkpoint written by
-mmengine's CheckpointHook holds exactly these globals (listed by
-``torch.serialization.get_unsafe_globals_in_checkpoint``):
-
-- numpy's ``ndarray``, ``dtype`` (and its per-type classes such as
-  ``numpy.dtypes.Float64DType``), ``_reconstruct`` and ``scalar``: the log
-  history values;
-- ``mmengine.logging.HistoryBuffer``: the log history itself;
-- ``builtins.getattr``: each HistoryBuffer pickles its table of statistics
-  methods (``HistoryBuffer.min``, ``.max``, ...), and pickle refers to a
-  method as ``getattr(HistoryBuffer, 'min')``.
-
-``getattr`` itself is never allowed: a crafted file could walk from any
-allowed object to ``os.system``. In its place the unpickler gets
-:func:`history_buffer_method`, which resolves only HistoryBuffer's own
-statistics methods and refuses everything else.
-
-mmengine's own loaders call ``torch.load`` without ``weights_only``, which
-``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (a common workaround) turns into
-``weights_only=False``: a checkpoint could then run code. So
-:func:`install_safe_loading` also routes mmengine's local and http(s)
-checkpoint schemes (``load_from``, ``--resume``, ``init_detector``, any
-``Pretrained`` init) through :func:`gcvit_mm.checkpoint.load_checkpoint_file`,
-which always passes ``weights_only=True``, and so the named-model schemes
+mmengine 0.10.7 loads checkpoints with plain ``torch.load``: code-running
+pickles load on torch < 2.6 (whose default is ``weights_only=False``) and
+under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, while on torch >= 2.6
+``--resume`` stops at the first non-tensor global of mmengine's own
+checkpoint (its message hub's log history). :func:`install_safe_loading`
+routes mmengine's local and http(s) checkpoint schemes (``load_from``,
+``--resume``, ``init_detector``, any ``Pretrained`` init) through
+:func:`gcvit_mm.checkpoint.load_checkpoint_file`, the named-model schemes
 that resolve to a URL (``torchvision://``, ``modelzoo://``,
 ``open-mmlab://``, ``mmcls://``: mmdet's ResNet and ResNeXt configs use
-them), and the object-store scheme (``s3://``, ``petrel://``) through
-:func:`gcvit_mm.checkpoint.load_checkpoint_bytes`. Still on mmengine's plain
-``torch.load``: ``pavi://`` (its SDK downloads the file) and
-``open-mmlab://`` names that map to a local file under mmengine's home.
+them) the same way, and the object-store scheme (``s3://``, ``petrel://``)
+through :func:`gcvit_mm.checkpoint.load_checkpoint_bytes`: each loads under
+:mod:`gcvit_mm.checkpoint.safe_unpickler`'s policy, which lets mmengine's
+checkpoints (numpy values, HistoryBuffer) resume on every supported torch.
+The allow-list applies to these loads only: other libraries' ``torch.load``
+accept what torch lets them. Still on mmengine's plain ``torch.load``:
+``pavi://`` (its SDK downloads the file) and ``open-mmlab://`` names that
+map to a local file under mmengine's home.
 """
-import pickle
 from typing import Any
 
-import numpy as np
 import torch
 from mmengine.dist import get_dist_info
 from mmengine.fileio import get_file_backend
-from mmengine.logging import HistoryBuffer
 from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from ..checkpoint.load import load_checkpoint_bytes, load_checkpoint_file
 
-
-def history_buffer_method(owner: Any, name: str) -> Any:
-    """``getattr`` restricted to ``HistoryBuffer.<statistics method>``."""
-    if owner is HistoryBuffer and callable(
-            HistoryBuffer.__dict__.get(name)) and not name.startswith('_'):
-        return getattr(HistoryBuffer, name)
-    raise pickle.UnpicklingError(
-        f'refusing getattr({owner!r}, {name!r}) while loading a checkpoint: '
-        f'only HistoryBuffer statistics methods are allowed')
-
-
-def _numpy_globals() -> list:
-    # numpy 2 moved numpy.core to numpy._core; pickles name the real module.
-    core = getattr(np, '_core', None) or np.core
-    multiarray = core.multiarray
-    # A dtype is rebuilt through its class (numpy.dtypes.Float64DType, ...):
-    # allow those of the bool, integer, float and complex types.
-    dtype_classes = {type(np.dtype(code)) for code in '?bBhHiIlLqQefdgFDG'}
-    return [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar
-            ] + sorted(dtype_classes, key=str)
-
-
-def allow_mmengine_checkpoint_globals() -> None:
-    """Register the globals above with ``torch.serialization`` (idempotent).
-
-    No-op on torch without ``add_safe_globals`` (< 2.4), whose default
-    ``torch.load`` is not restricted in the first place.
-    """
-    add = getattr(torch.serialization, 'add_safe_globals', None)
-    if add is None:
-        return
-    add(_numpy_globals() + [HistoryBuffer])
-    add([(history_buffer_method, 'builtins.getattr')])
+# mmengine's named-model loaders, which download through their module's
+# load_from_http (looked up as a module global when they run).
+NAMED_MODEL_LOADERS = ('load_from_torchvision', 'load_from_openmmlab',
+                       'load_from_mmcls')
 
 
 # mmengine logs "Loads checkpoint by {__name__[10:]} backend": keep its names.
@@ -118,11 +72,42 @@ _SAFE_SCHEMES = {
 }
 
 
+def check_named_model_loaders(module=mmengine_checkpoint,
+                              names=NAMED_MODEL_LOADERS) -> None:
+    """Check that each named-model loader of ``module`` still downloads
+    through the module global ``load_from_http`` (as mmengine 0.10.7's do),
+    so that replacing that global routes them through the safe loader.
+
+    Raises:
+        ImportError: one line naming the loader and the mmengine version
+            that reads its URL some other way, whose checkpoints would then
+            escape safe loading.
+    """
+    for name in names:
+        loader = getattr(module, name, None)
+        if loader is None:
+            continue  # a scheme this mmengine does not have
+        code = getattr(loader, '__code__', None)
+        if (code is None or 'load_from_http' not in code.co_names
+                or loader.__globals__ is not vars(module)):
+            import mmengine
+            raise ImportError(
+                f'gcvit_mm cannot make {module.__name__}.{name} load safely '
+                f'with mmengine {mmengine.__version__}: it no longer '
+                f'downloads through the module\'s load_from_http; install '
+                f'the mmengine gcvit_mm supports: pip install mmengine==0.10.7')
+
+
 def install_safe_loading() -> None:
-    """Allow mmengine's checkpoint globals and route its local, http(s),
-    named-model and object-store checkpoint schemes through the safe loader
-    (idempotent; ``import gcvit_mm`` calls it)."""
-    allow_mmengine_checkpoint_globals()
+    """Route mmengine's local, http(s), named-model and object-store
+    checkpoint schemes through the safe loader (idempotent; ``import
+    gcvit_mm`` calls it).
+
+    Raises:
+        ImportError: mmengine's named-model loaders download some other way
+            (:func:`check_named_model_loaders`).
+    """
+    check_named_model_loaders()
     for prefixes, loader in _SAFE_SCHEMES.items():
         CheckpointLoader.register_scheme(prefixes, loader, force=True)
     # The named-model schemes turn a name into a URL and then call their

@@ -76,7 +76,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    # Dependencies first: without them nothing else matters.
+    # The torch and the dependencies first: without them nothing else matters.
+    from gcvit_mm.deploy import exporter_unavailable
+    if exporter_unavailable():
+        fail(exporter_unavailable())
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401

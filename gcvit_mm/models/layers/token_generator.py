@@ -14,6 +14,15 @@ from .mbconv import FusedMBConv
 PRETRAIN_WINDOW_RATIOS = (32, 32, 16, 32)
 
 
+def _is_exporting() -> bool:
+    """``torch.compiler.is_exporting()``; False on a torch that lacks it
+    (2.0, 2.1), which cannot run gcvit_mm's torch.export-based ONNX export
+    either (:func:`gcvit_mm.deploy.exporter_unavailable`)."""
+    compiler = getattr(torch, 'compiler', None)  # absent in torch 2.0
+    is_exporting = getattr(compiler, 'is_exporting', None)
+    return is_exporting is not None and is_exporting()
+
+
 def imagenet_windows(pretrain_img_size: int) -> tuple:
     """The four windows the published checkpoints were pretrained with at
     ``pretrain_img_size``: (7, 7, 14, 7) at 224."""
@@ -94,6 +103,6 @@ class GlobalTokenGenerator(nn.Module):
         # copy): the size test would be frozen into the exported graph, and
         # it is not evaluated at all there, so it adds no guard.
         w = self.window_size
-        if torch.compiler.is_exporting() or x.shape[-2:] != (w, w):
+        if _is_exporting() or x.shape[-2:] != (w, w):
             x = F.interpolate(x, size=(w, w), mode='bicubic')
         return x.flatten(2).transpose(1, 2)
