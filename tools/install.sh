@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the gcvit_mm stack into the current python (or $PYTHON):
 #   torch (kept if present, else torch==2.13.0), mmengine 0.10.7, mmcv 2.1.0 with
-#   compiled ops, mmdet 3.3.0, mmsegmentation 1.2.2, pycocotools, ftfy, regex,
+#   compiled ops, mmdet 3.3.0, mmsegmentation 1.2.2, pycocotools, ftfy, regex, psutil,
 #   pytest, setuptools<81, and gcvit_mm itself (editable).
 #
 # Usage:
@@ -242,8 +242,8 @@ fi
 printf 'mmcv==%s\nmmengine==0.10.7\n' "$MMCV_VERSION" >> "$CONSTRAINTS"
 
 # ---------------------------------------------------------------- 5. mmdet, mmseg, extras
-step "mmdet 3.3.0, mmsegmentation 1.2.2, pycocotools, ftfy, regex, pytest"
-ensure "mmdet==3.3.0" "mmsegmentation==1.2.2" pycocotools ftfy regex pytest
+step "mmdet 3.3.0, mmsegmentation 1.2.2, pycocotools, ftfy, regex, psutil, pytest"
+ensure "mmdet==3.3.0" "mmsegmentation==1.2.2" pycocotools ftfy regex psutil pytest
 
 # ---------------------------------------------------------------- 6. gcvit_mm
 step "gcvit_mm (editable, from $REPO_DIR)"
