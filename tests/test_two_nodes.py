@@ -86,8 +86,15 @@ def test_two_nodes_train_and_evaluate(tmp_path, two_nodes):
     finally:
         for proc in procs:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                # torchrun (this pid, after ip netns exec and dist_train.sh
+                # exec it) runs its ranks in sessions of their own; on
+                # SIGTERM it stops them before it exits.
+                proc.terminate()
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
     logs = [(tmp_path / f'node{r}.log').read_text() for r in range(2)]
     for rank, ((_, ifname, addr), proc, log) in enumerate(
             zip(two_nodes, procs, logs)):
