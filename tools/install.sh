@@ -2,7 +2,7 @@
 # Install the gcvit_mm stack into the current python (or $PYTHON):
 #   torch (kept if present, any version 2.0 to 2.14, else torch==2.13.0),
 #   mmengine 0.10.7, mmcv 2.1.0 with compiled ops, mmdet 3.3.0,
-#   mmsegmentation 1.2.2, pycocotools, ftfy, regex, pytest, vermin, setuptools<81,
+#   mmsegmentation 1.2.2, pycocotools, ftfy, regex, psutil, pytest, vermin, setuptools<81,
 #   numpy<2 with torch < 2.3 (built against numpy 1), and gcvit_mm itself
 #   (editable). Python 3.8 to 3.12.
 #
@@ -270,8 +270,8 @@ fi
 printf 'mmcv==%s\nmmengine==0.10.7\n' "$MMCV_VERSION" >> "$CONSTRAINTS"
 
 # ---------------------------------------------------------------- 5. mmdet, mmseg, extras
-step "mmdet 3.3.0, mmsegmentation 1.2.2, pycocotools, ftfy, regex, pytest, vermin"
-ensure "mmdet==3.3.0" "mmsegmentation==1.2.2" pycocotools ftfy regex pytest vermin
+step "mmdet 3.3.0, mmsegmentation 1.2.2, pycocotools, ftfy, regex, psutil, pytest, vermin"
+ensure "mmdet==3.3.0" "mmsegmentation==1.2.2" pycocotools ftfy regex psutil pytest vermin
 
 # ---------------------------------------------------------------- 6. gcvit_mm
 step "gcvit_mm (editable, from $REPO_DIR)"
