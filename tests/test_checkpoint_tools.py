@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from detection_utils import (load_tool, run_tool,
-                             write_small_config)
+from detection_utils import run_tool, write_small_config
+from gcvit_mm.engine.checks import weights_not_covered
 
 UNREACHABLE = 'http://127.0.0.1:9/x.pth'  # discard port: connection refused
 
@@ -129,9 +129,9 @@ def test_unreachable_pretrained_url_says_how_to_use_a_local_file(runs):
     line = error_line(results['url'])
     assert (f'could not download {UNREACHABLE} (Connection refused); '
             f'download it where there is network, then point '
-            f'model.backbone.init_cfg.checkpoint at the local file: '
-            f'--cfg-options model.backbone.init_cfg.checkpoint='
-            f'/path/to/file.pth') in line
+            f'model.backbone.init_cfg.checkpoint at the local file (on the '
+            f'command line: --cfg-options model.backbone.init_cfg.checkpoint='
+            f'/path/to/file.pth)') in line
     assert 'complete' not in line
 
 
@@ -166,8 +166,7 @@ def test_coverage_counts_as_mmengine_loads():
     state = {f'module.{k}': v for k, v in model.module.state_dict().items()
              if k not in ('0.bias', '1.num_batches_tracked')}
     state['module.1.weight'] = torch.zeros(4)
-    common = load_tool('common')
-    assert common.weights_not_covered(model, {'state_dict': state}) == (
+    assert weights_not_covered(model, {'state_dict': state}) == (
         ['0.bias'], ['1.weight'], 6)
 
 

@@ -1,4 +1,13 @@
+from .config import (config_dicts, load_config, register_config_package,
+                     scope_of, typed_dicts)
 from .safe_loading import (allow_mmengine_checkpoint_globals,
                            install_safe_loading)
+from .user_errors import (UserError, describe, fail, one_line,
+                          report_user_errors)
 
-__all__ = ['allow_mmengine_checkpoint_globals', 'install_safe_loading']
+__all__ = [
+    'UserError', 'allow_mmengine_checkpoint_globals', 'config_dicts',
+    'describe', 'fail', 'install_safe_loading', 'load_config', 'one_line',
+    'register_config_package', 'report_user_errors', 'scope_of',
+    'typed_dicts'
+]
