@@ -13,8 +13,7 @@ import sys
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from ...utils.user_errors import UserError
-from .datasets import (dataset_configs, evaluator_metrics, registered_class,
-                       under_root)
+from .datasets import registered_class, section_configs, under_root
 
 # What mmdet's CocoDataset and pycocotools read from every image and
 # annotation (a missing one is a KeyError deep in the dataset).
@@ -155,26 +154,18 @@ def coco_annotation_files(
     cfg and class or None) of every COCO-style dataset (its class derives
     from mmdet's CocoDataset) and CocoMetric evaluator in ``sections``."""
     from mmengine.registry import DATASETS, METRICS
-    for section in sections:
-        node = cfg.get(section)
-        if not node:
+    for key, node, is_metric in section_configs(cfg, sections):
+        if is_metric:
+            cls = registered_class(METRICS, node.get('type'))
+            if node.get('ann_file') and _derives(
+                    cls, 'mmdet.evaluation.metrics.coco_metric', 'CocoMetric'):
+                yield key, node['ann_file'], None, None
             continue
-        if section.endswith('_evaluator'):
-            for key, metric in evaluator_metrics(node, section):
-                cls = registered_class(METRICS, metric.get('type'))
-                path = metric.get('ann_file')
-                if path and _derives(
-                        cls, 'mmdet.evaluation.metrics.coco_metric',
-                        'CocoMetric'):
-                    yield key, path, None, None
-            continue
-        for key, ds in dataset_configs(node.get('dataset'),
-                                       f'{section}.dataset'):
-            cls = registered_class(DATASETS, ds.get('type'))
-            if ds.get('ann_file') and _derives(cls, 'mmdet.datasets.coco',
-                                               'CocoDataset'):
-                yield (key, under_root(ds.get('data_root'), ds['ann_file']),
-                       ds, cls)
+        cls = registered_class(DATASETS, node.get('type'))
+        if node.get('ann_file') and _derives(cls, 'mmdet.datasets.coco',
+                                             'CocoDataset'):
+            yield (key, under_root(node.get('data_root'), node['ann_file']),
+                   node, cls)
 
 
 def check_annotation_files(cfg, sections: List[str]) -> None:

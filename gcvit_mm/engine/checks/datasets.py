@@ -64,52 +64,59 @@ def under_root(root: Optional[str], path: str) -> str:
     return osp.join(root, path)
 
 
-def _generated_roots(cfg, sections: List[str]) -> List[str]:
-    """data_root of the datasets of ``sections`` that create their files:
-    the evaluator annotation files under them appear with the dataset."""
-    return [osp.normpath(ds.get('data_root') or '.')
-            for section in sections if section.endswith('_dataloader')
-            for _, ds in dataset_configs((cfg.get(section) or {}).get(
-                'dataset'), section) if generates_own_data(ds)]
-
-
-def missing_data_paths(cfg, sections: List[str]) -> List[Tuple[str, str]]:
-    """(config key, missing local path) for every dataset root, annotation
-    file, image/label folder and evaluator annotation file of ``sections``
-    (e.g. 'train_dataloader', 'val_evaluator')."""
-    missing = []
-    generated = _generated_roots(cfg, sections)
+def section_configs(cfg, sections: List[str]
+                    ) -> Iterator[Tuple[str, dict, bool]]:
+    """(config key, cfg, whether it is a metric) of every metric of the
+    evaluator sections and every dataset (wrapped ones included) of the
+    dataloader sections among ``sections``."""
     for section in sections:
         node = cfg.get(section)
         if not node:
             continue
         if section.endswith('_evaluator'):
             for key, metric in evaluator_metrics(node, section):
-                path = metric.get('ann_file')
-                if not path or '://' in path or osp.exists(path) or any(
-                        osp.normpath(path).startswith(root + os.sep)
-                        for root in generated):
-                    continue
+                yield key, metric, True
+        else:
+            for key, ds in dataset_configs(node.get('dataset'),
+                                           f'{section}.dataset'):
+                yield key, ds, False
+
+
+def missing_data_paths(cfg, sections: List[str]) -> List[Tuple[str, str]]:
+    """(config key, missing local path) for every dataset root, annotation
+    file, image/label folder and evaluator annotation file of ``sections``
+    (e.g. 'train_dataloader', 'val_evaluator')."""
+    items = list(section_configs(cfg, sections))
+    # Roots of datasets that create their files: the evaluator annotation
+    # files under them appear together with the dataset.
+    generated = [osp.normpath(node.get('data_root') or '.')
+                 for _, node, is_metric in items
+                 if not is_metric and generates_own_data(node)]
+    missing = []
+    for key, node, is_metric in items:
+        if is_metric:
+            path = node.get('ann_file')
+            if path and '://' not in path and not osp.exists(path) and \
+                    not any(osp.normpath(path).startswith(root + os.sep)
+                            for root in generated):
                 missing.append((f'{key}.ann_file', path))
             continue
-        for key, ds in dataset_configs(node.get('dataset'),
-                                       f'{section}.dataset'):
-            if generates_own_data(ds):
+        if generates_own_data(node):
+            continue
+        root = node.get('data_root')
+        if root and '://' not in root and not osp.isdir(root):
+            missing.append((f'{key}.data_root', root))
+            continue
+        paths = [('ann_file', node.get('ann_file'))]
+        prefix = node.get('data_prefix') or {}
+        paths += [(f'data_prefix.{k}', v) for k, v in prefix.items()
+                  if isinstance(v, str)]
+        for name, rel in paths:
+            if not rel:
                 continue
-            root = ds.get('data_root')
-            if root and '://' not in root and not osp.isdir(root):
-                missing.append((f'{key}.data_root', root))
-                continue
-            paths = [('ann_file', ds.get('ann_file'))]
-            prefix = ds.get('data_prefix') or {}
-            paths += [(f'data_prefix.{k}', v) for k, v in prefix.items()
-                      if isinstance(v, str)]
-            for name, rel in paths:
-                if not rel:
-                    continue
-                path = under_root(root, rel)
-                if '://' not in path and not osp.exists(path):
-                    missing.append((f'{key}.{name}', path))
+            path = under_root(root, rel)
+            if '://' not in path and not osp.exists(path):
+                missing.append((f'{key}.{name}', path))
     return missing
 
 

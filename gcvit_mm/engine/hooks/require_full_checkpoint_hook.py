@@ -10,18 +10,19 @@ from ..checks import weights_not_covered
 
 @HOOKS.register_module()
 class RequireFullCheckpoint(Hook):
-    """Stop a test run (or a validation run outside training) whose loaded
-    checkpoint does not give every weight of the model: evaluating weights
-    left at their random init is never what was meant, and mmengine only
-    logs a warning for them (``load_checkpoint(strict=False)``).
+    """Stop a run whose loaded checkpoint does not give every weight of the
+    model when the run evaluates it (a test run, or a validation run outside
+    training) or resumes from it: evaluating weights left at their random
+    init, or resuming another model's run, is never what was meant, and
+    mmengine only logs a warning (``load_checkpoint(strict=False)``).
 
-    A training run is not stopped: fine-tuning from ``load_from`` loads a
+    Training from ``load_from`` is not stopped: fine-tuning loads a
     checkpoint with other heads on purpose.
 
     The check is made on the checkpoint as it goes into the model (the
     hook runs last among the ``after_load_checkpoint`` hooks) and raised
-    before the first test (or val) iteration, as a one-line
-    :class:`~gcvit_mm.utils.UserError`. :class:`~gcvit_mm.engine
+    there when resuming, else before the first test (or val) iteration, as
+    a one-line :class:`~gcvit_mm.utils.UserError`. :class:`~gcvit_mm.engine
     .InputCheckRunner` registers this hook itself; with another runner, add
     ``custom_hooks = [dict(type='RequireFullCheckpoint')]``.
     """
@@ -43,10 +44,12 @@ class RequireFullCheckpoint(Hook):
                 self.problem = (
                     f'checkpoint {path!r} {problem} {len(keys)} of the '
                     f"model's {total} weights (e.g. {', '.join(keys[:3])}): "
-                    f'is it a checkpoint of this config? Evaluate the '
+                    f'is it a checkpoint of this config? Use the '
                     f'checkpoint that training this config wrote (its '
                     f'work_dir/*.pth)')
                 break
+        if self.problem and runner.cfg.get('resume'):
+            raise UserError(self.problem)
 
     def before_train(self, runner) -> None:
         self.training = True
