@@ -72,6 +72,7 @@ def runs(tmp_path_factory, tiny_toy_data):
     unrelated = tmp / 'unrelated.pth'
     torch.save({'state_dict': {'conv1.weight': torch.zeros(1)}}, unrelated)
     jobs['unrelated'] = ['test.py', cfg, str(unrelated)]
+    jobs['resume_unrelated'] = ['train.py', cfg, '--resume', str(unrelated)]
     jobs['good'] = ['test.py', cfg, _save_model_checkpoint(cfg, tmp),
                     '--cfg-options', 'test_dataloader.dataset.indices=1']
     for name, args in jobs.items():
@@ -145,6 +146,19 @@ def test_test_py_refuses_a_checkpoint_that_misses_model_weights(runs):
     good = results['good']
     assert good.returncode == 0, good.stderr[-3000:]
     assert 'coco/bbox_mAP' in good.stdout + good.stderr
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(runs):
+    """Resuming continues a run of this model: a checkpoint that does
+    not cover it stops before its weights (and optimizer state) load."""
+    tmp, results = runs
+    line = error_line(results['resume_unrelated'])
+    path = tmp / 'unrelated.pth'
+    assert line.startswith(
+        f"error: cannot resume from checkpoint {path}: checkpoint "
+        f"'{path}' lacks 236 of the model's 236 weights (e.g. "
+        f'backbone.stem.conv.weight, '), line
+    assert 'Epoch(train)' not in results['resume_unrelated'].stdout
 
 
 def test_coverage_counts_as_mmengine_loads():

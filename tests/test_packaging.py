@@ -446,7 +446,8 @@ def test_their_train_py_trains_our_installed_config(installed, kind):
     ckpt = other_arch_checkpoint(installed.run / f'{kind}_other.pth', dim)
     bad = user_config(
         installed, f'{kind}_other_arch.py', kind, base,
-        f"model['backbone']['init_cfg'] = dict(type='Pretrained', "
+        f"model['backbone']['init_cfg'] = dict(_delete_=True, "
+        f"type='Pretrained', "
         f"checkpoint={ckpt!r})\n")
     ours = osp.join(installed.tools, 'train.py')
     lines = [error_line(run_in(installed, [tool, bad, '--work-dir',

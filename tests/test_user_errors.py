@@ -308,3 +308,34 @@ def test_every_gcvit_config_is_checked_before_building(override, needle):
     assert str(info.value).startswith(
         'bad GCViT backbone config (model.backbone): ')
     assert needle in str(info.value)
+
+
+# ------------------------------------------------------------- 6. reporter
+def test_reporter_writes_one_line_and_the_command_line_form(capsys,
+                                                            monkeypatch):
+    from gcvit_mm.utils import report_user_errors
+    monkeypatch.delenv('GCVIT_MM_TRACEBACK', raising=False)
+    with pytest.raises(SystemExit) as info:
+        with report_user_errors('training stopped'):
+            raise UserError('point load_from at the file',
+                            settings={'load_from': '/path/to.pth',
+                                      'resume': 'True'})
+    assert info.value.code == 1
+    assert capsys.readouterr().err == (
+        'error: training stopped: point load_from at the file (on the '
+        'command line: --cfg-options load_from=/path/to.pth resume=True)\n')
+    # Other errors keep their traceback, unless the caller says they are
+    # the input's; then the line says how to see the traceback.
+    with pytest.raises(KeyError):
+        with report_user_errors():
+            raise KeyError('x')
+    with pytest.raises(SystemExit):
+        with report_user_errors('cannot build', exc_types=(KeyError, )):
+            raise KeyError('x')
+    assert capsys.readouterr().err == (
+        "error: cannot build: 'x' (set GCVIT_MM_TRACEBACK=1 for the "
+        'traceback)\n')
+    monkeypatch.setenv('GCVIT_MM_TRACEBACK', '1')
+    with pytest.raises(UserError):
+        with report_user_errors():
+            raise UserError('x')

@@ -11,6 +11,7 @@ for the keys an error names in :attr:`UserError.settings`.
 import os
 import re
 import sys
+from contextlib import contextmanager
 from typing import Dict, Optional, Tuple
 
 TRACEBACK_ENV = 'GCVIT_MM_TRACEBACK'
@@ -67,42 +68,33 @@ def fail(msg: str) -> None:
     sys.exit(1)
 
 
-class report_user_errors:  # noqa: N801  (used as a context manager)
+@contextmanager
+def report_user_errors(action: Optional[str] = None,
+                       exc_types: Tuple[type, ...] = ()):
     """Context manager: an exception of ``exc_types`` (default: only
-    :class:`UserError`, which includes checkpoint errors) becomes one
-    ``error: [action: ]message`` line and exit status 1.
+    :class:`UserError` and :class:`~gcvit_mm.checkpoint.CheckpointError`,
+    which are always reported) becomes one ``error: [action: ]message`` line
+    on stderr and exit status 1.
 
     Anything else keeps its traceback, and so does everything when
     ``GCVIT_MM_TRACEBACK`` is set to a value other than 0.
 
     Args:
         action (str, optional): What stopped, e.g. 'training stopped' or
-            'cannot build the runner from CONFIG', put before the message.
+            'cannot build the runner from the config', put before the
+            message.
         exc_types (tuple[type]): Further exception types to report on one
             line (e.g. ``(Exception, )`` while building from a config,
-            where any error is the config's). A line reported for one of
-            these says how to see the traceback.
+            where any error is the config's). Their line says how to see
+            the traceback.
     """
-
-    def __init__(self, action: Optional[str] = None,
-                 exc_types: Tuple[type, ...] = ()):
-        self.action = action
-        self.exc_types = exc_types
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc is None or not isinstance(exc, Exception):
-            return False  # SystemExit, KeyboardInterrupt pass through
+    from ..checkpoint import CheckpointError
+    try:
+        yield
+    except (UserError, CheckpointError) + tuple(exc_types) as exc:
         if os.environ.get(TRACEBACK_ENV, '0') not in ('', '0'):
-            return False
-        from ..checkpoint import CheckpointError
-        if isinstance(exc, (UserError, CheckpointError)):
-            hint = ''
-        elif isinstance(exc, self.exc_types):
-            hint = f' (set {TRACEBACK_ENV}=1 for the traceback)'
-        else:
-            return False
-        prefix = f'{self.action}: ' if self.action else ''
+            raise
+        hint = '' if isinstance(exc, (UserError, CheckpointError)) else \
+            f' (set {TRACEBACK_ENV}=1 for the traceback)'
+        prefix = f'{action}: ' if action else ''
         fail(f'{prefix}{describe(exc)}{hint}')

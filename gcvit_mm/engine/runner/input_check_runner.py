@@ -43,7 +43,7 @@ class InputCheckRunner(Runner):
     and evaluator, checked by rank 0, whose verdict every rank follows.
     While it runs: an image that cannot be read is one line naming it and
     its dataset's config key; a checkpoint that does not load, or that does
-    not cover the model when it is evaluated
+    not cover the model it is evaluated with or resumed into
     (:class:`~gcvit_mm.engine.RequireFullCheckpoint`, registered unless the
     config lists it), is one line naming it.
     """
