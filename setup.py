@@ -6,9 +6,13 @@ by ``tools/install.sh`` (see requirements/mminstall.txt), deliberately not liste
 ``install_requires`` so that ``pip install -e .`` never pulls a CUDA torch or an
 mmcv without ops.
 """
+import os
 import os.path as osp
+import platform
 import re
 import runpy
+import shutil
+import sys
 
 from setuptools import find_packages, setup
 
@@ -43,6 +47,39 @@ def parse_requirements(fname):
     return reqs
 
 
+def add_mim_extension():
+    """Put configs/, tools/ and model-index.yml under gcvit_mm/.mim, where
+    mmengine (``gcvit_mm::`` config paths, ``mmengine.hub.get_config``) and
+    mim (``mim train gcvit_mm``) look for them: symlinks for an editable
+    install, copies for a wheel or an sdist. As mmdet's, mmseg's and
+    mmpretrain's setup.py, plus setuptools' PEP 660 editable install
+    (``editable_wheel``), which newer pip runs instead of ``develop``."""
+    if 'develop' in sys.argv or 'editable_wheel' in sys.argv:
+        # symlinks fail on Windows
+        mode = 'copy' if platform.system() == 'Windows' else 'symlink'
+    elif 'sdist' in sys.argv or 'bdist_wheel' in sys.argv:
+        mode = 'copy'
+    else:
+        return
+    mim_path = osp.join(HERE, 'gcvit_mm', '.mim')
+    os.makedirs(mim_path, exist_ok=True)
+    for name in ('configs', 'tools', 'model-index.yml'):
+        src, dst = osp.join(HERE, name), osp.join(mim_path, name)
+        if not osp.exists(src):
+            continue  # an sdist's setup.py: .mim came with the sdist
+        if osp.isfile(dst) or osp.islink(dst):
+            os.remove(dst)
+        elif osp.isdir(dst):
+            shutil.rmtree(dst)
+        if mode == 'symlink':
+            os.symlink(osp.relpath(src, mim_path), dst)
+        elif osp.isfile(src):
+            shutil.copyfile(src, dst)
+        else:
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns(
+                '__pycache__', '*.pyc'))
+
+
 def readme():
     path = osp.join(HERE, 'README.md')
     if not osp.exists(path):
@@ -51,6 +88,7 @@ def readme():
         return f.read()
 
 
+add_mim_extension()
 setup(
     name='gcvit_mm',
     version=get_version(),

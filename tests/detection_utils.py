@@ -4,7 +4,6 @@ did."""
 import importlib.util
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 import textwrap
@@ -89,12 +88,6 @@ def run_tool(args, data_root: str, timeout: int = 600, **kwargs):
     return subprocess.run(cmd + [str(a) for a in args[1:]], cwd=REPO,
                           env=tool_env(data_root), capture_output=True,
                           text=True, timeout=timeout, **kwargs)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 @HOOKS.register_module(force=True)

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from detection_utils import (load_tool, run_tool,
-                             write_small_config)
+from detection_utils import run_tool, write_small_config
+from gcvit_mm.engine.checks import weights_not_covered
 
 # Also run on the older stacks by CI's compatibility run (pytest -m compat).
 pytestmark = pytest.mark.compat
@@ -75,6 +75,7 @@ def runs(tmp_path_factory, tiny_toy_data):
     unrelated = tmp / 'unrelated.pth'
     torch.save({'state_dict': {'conv1.weight': torch.zeros(1)}}, unrelated)
     jobs['unrelated'] = ['test.py', cfg, str(unrelated)]
+    jobs['resume_unrelated'] = ['train.py', cfg, '--resume', str(unrelated)]
     jobs['good'] = ['test.py', cfg, _save_model_checkpoint(cfg, tmp),
                     '--cfg-options', 'test_dataloader.dataset.indices=1']
     for name, args in jobs.items():
@@ -132,9 +133,9 @@ def test_unreachable_pretrained_url_says_how_to_use_a_local_file(runs):
     line = error_line(results['url'])
     assert (f'could not download {UNREACHABLE} (Connection refused); '
             f'download it where there is network, then point '
-            f'model.backbone.init_cfg.checkpoint at the local file: '
-            f'--cfg-options model.backbone.init_cfg.checkpoint='
-            f'/path/to/file.pth') in line
+            f'model.backbone.init_cfg.checkpoint at the local file (on the '
+            f'command line: --cfg-options model.backbone.init_cfg.checkpoint='
+            f'/path/to/file.pth)') in line
     assert 'complete' not in line
 
 
@@ -148,6 +149,19 @@ def test_test_py_refuses_a_checkpoint_that_misses_model_weights(runs):
     good = results['good']
     assert good.returncode == 0, good.stderr[-3000:]
     assert 'coco/bbox_mAP' in good.stdout + good.stderr
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(runs):
+    """Resuming continues a run of this model: a checkpoint that does
+    not cover it stops before its weights (and optimizer state) load."""
+    tmp, results = runs
+    line = error_line(results['resume_unrelated'])
+    path = tmp / 'unrelated.pth'
+    assert line.startswith(
+        f"error: cannot resume from checkpoint {path}: checkpoint "
+        f"'{path}' lacks 236 of the model's 236 weights (e.g. "
+        f'backbone.stem.conv.weight, '), line
+    assert 'Epoch(train)' not in results['resume_unrelated'].stdout
 
 
 def test_coverage_counts_as_mmengine_loads():
@@ -169,8 +183,7 @@ def test_coverage_counts_as_mmengine_loads():
     state = {f'module.{k}': v for k, v in model.module.state_dict().items()
              if k not in ('0.bias', '1.num_batches_tracked')}
     state['module.1.weight'] = torch.zeros(4)
-    common = load_tool('common')
-    assert common.weights_not_covered(model, {'state_dict': state}) == (
+    assert weights_not_covered(model, {'state_dict': state}) == (
         ['0.bias'], ['1.weight'], 6)
 
 

@@ -8,8 +8,8 @@ import zipfile
 import pytest
 import torch
 
-from detection_utils import (REPO, free_port, run_tool,
-                             write_small_config)
+from detection_utils import REPO, run_tool, write_small_config
+from gcvit_mm.utils.ports import free_port
 
 
 @pytest.fixture(scope='module')

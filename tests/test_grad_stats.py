@@ -5,12 +5,13 @@ import math
 import pytest
 
 from detection_utils import load_tool, write_small_config
+from gcvit_mm.engine.hooks.grad_stats_hook import group_of
 
 TOOL = load_tool('grad_stats')
 
 
 def test_gcvit_parameters_are_grouped_by_stage_and_block_type():
-    assert [TOOL.group_of(n) for n in (
+    assert [group_of(n) for n in (
         'backbone.stages.2.blocks.3.attn.kv.weight',
         'backbone.stages.2.blocks.4.mlp.fc1.bias',
         'backbone.stages.0.blocks.0.norm1.weight',

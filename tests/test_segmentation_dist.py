@@ -4,18 +4,13 @@ checkpoint, both on the toy ADE20K data."""
 import os
 import os.path as osp
 import re
-import socket
 import subprocess
 import sys
 
 import pytest
 from test_segmentation_train import GEN_CFG, REPO, tiny_config
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+from gcvit_mm.utils.ports import free_port
 
 
 def run(cmd, env, timeout=300):

@@ -10,6 +10,7 @@ import pytest
 from gcvit_mm.datasets import toy_ade
 from gcvit_mm.datasets.toy_ade import (CLASSES, ToyADE20KDataset,
                                        make_toy_ade)
+from gcvit_mm.utils import UserError
 
 SMALL = dict(num_train=4, num_val=2, img_size=(64, 80), seed=3)
 
@@ -64,10 +65,13 @@ def test_existing_tree_is_reused_and_checked(tmp_path):
     mtime = os.stat(marker).st_mtime_ns
     make_toy_ade(root, **SMALL)  # same arguments: nothing rewritten
     assert os.stat(marker).st_mtime_ns == mtime
-    with pytest.raises(ValueError, match='remove the directory'):
+    with pytest.raises(UserError, match='was generated with .*num_train'
+                       "': 4.* but .*num_train': 5.* remove the folder"):
         make_toy_ade(root, **dict(SMALL, num_train=5))
+    # a dataset that names no settings takes the set that is there
+    assert make_toy_ade(root, num_train=5, any_settings=True) == root
     os.makedirs(tmp_path / 'other')
-    with pytest.raises(FileExistsError):
+    with pytest.raises(UserError, match='not made by the toy ADE20K'):
         make_toy_ade(str(tmp_path / 'other'), **SMALL)
 
 

@@ -12,18 +12,11 @@ import sys
 import pytest
 import torch
 
-from detection_utils import (REPO, TOOLS, free_port, load_tool,
-                             run_tool, tool_env,
+from detection_utils import (REPO, TOOLS, load_tool, run_tool, tool_env,
                              write_small_config)
-
-sys.path.insert(0, TOOLS)
-from common import UserError  # noqa: E402
-
-
-@pytest.fixture
-def input_checks():
-    import input_checks
-    return input_checks
+from gcvit_mm.engine import checks
+from gcvit_mm.utils import UserError
+from gcvit_mm.utils.ports import free_port
 
 
 def one_error_line(returncode, stdout, stderr, *needles):
@@ -172,28 +165,29 @@ def test_bad_evaluator_annotation_file_for_test(tmp_path, data, capsys):
         str(bad), 'test_evaluator.ann_file', "has no 'categories' list")
 
 
-def test_each_annotation_file_is_parsed_once_on_local_rank_0(
-        tmp_path, data, monkeypatch, input_checks):
+def test_each_annotation_file_is_parsed_once_per_node(tmp_path, data,
+                                                      monkeypatch):
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
     cfg = Config.fromfile(write_small_config(tmp_path / 'c.py', 'mask_rcnn'))
-    init_default_scope('mmdet')
-    sections = ['train_dataloader', 'val_dataloader', 'val_evaluator']
+    cfg.launcher = 'pytorch'
     loads = []
     real_load = json.load
-    monkeypatch.setattr(input_checks.json, 'load',
+    monkeypatch.setattr(checks.coco_annotations.json, 'load',
                         lambda f: loads.append(f.name) or real_load(f))
-    input_checks.check_annotation_files(cfg, sections)
-    # the val dataset and the evaluator share one file
+    checks.check_data_of_run(cfg, 'train')
+    # the val dataset and the evaluator share one file; the runner's check
+    # of the same files (in the same process) parses nothing again
+    checks.check_data(cfg, ['train_dataloader'])
+    checks.check_data(cfg, ['val_dataloader', 'val_evaluator'])
     assert sorted(osp.basename(p) for p in loads) == [
         'instances_train.json', 'instances_val.json']
     path, _ = _coco(data)
     path.write_text('')
     monkeypatch.setenv('LOCAL_RANK', '1')  # the node's other processes
-    input_checks.check_annotation_files(cfg, sections)
+    checks.check_data_of_run(cfg, 'train')
     monkeypatch.setenv('LOCAL_RANK', '0')
-    with pytest.raises(UserError, match='is empty'):
-        input_checks.check_annotation_files(cfg, sections)
+    with pytest.raises(UserError, match='is empty'):  # a new file version
+        checks.check_data_of_run(cfg, 'train')
 
 
 # -------------------------------------------------------- 2. unreadable image
@@ -224,8 +218,8 @@ def test_unreadable_image_mid_run_names_it_and_keeps_checkpoints(tmp_path,
     tool_error(result, 'error: training stopped: cannot read image '
                f"'{bad_train}' of train_dataloader.dataset",
                f"""remove it from '{str(ann).format('train')}'""",
-               'replace it with a valid image',
-               'rerun with --resume to continue from the last checkpoint')
+               'replace it with a valid image, then resume from the last '
+               'checkpoint (on the command line: --cfg-options resume=True)')
     assert (work / 'iter_1.pth').exists()
     # A val image in the main process (num_workers=0) of tools/test.py.
     result = run_tool(['test.py', cfg, work / 'iter_1.pth', '--work-dir',
@@ -301,17 +295,47 @@ def test_train_with_a_bad_arch_prints_one_line(tmp_path):
     (dict(frozen_stages=5), 'frozen_stages must be in [-1, 4]'),
     (dict(windw_size=7), "unexpected keyword argument 'windw_size'"),
 ])
-def test_every_gcvit_config_is_checked_before_building(override, needle,
-                                                        input_checks):
+def test_every_gcvit_config_is_checked_before_building(override, needle):
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     cfg = Config.fromfile(osp.join(REPO,
                                    'configs/upernet/gcvit_t_ade20k.py'))
     init_default_scope('mmseg')
-    input_checks.check_backbones(cfg)  # the config as shipped is fine
+    checks.check_backbones(cfg)  # the config as shipped is fine
     cfg.model.backbone.update(override)
     with pytest.raises(UserError) as info:
-        input_checks.check_backbones(cfg)
+        checks.check_backbones(cfg)
     assert str(info.value).startswith(
         'bad GCViT backbone config (model.backbone): ')
     assert needle in str(info.value)
+
+
+# ------------------------------------------------------------- 6. reporter
+def test_reporter_writes_one_line_and_the_command_line_form(capsys,
+                                                            monkeypatch):
+    from gcvit_mm.utils import report_user_errors
+    monkeypatch.delenv('GCVIT_MM_TRACEBACK', raising=False)
+    with pytest.raises(SystemExit) as info:
+        with report_user_errors('training stopped'):
+            raise UserError('point load_from at the file',
+                            settings={'load_from': '/path/to.pth',
+                                      'resume': 'True'})
+    assert info.value.code == 1
+    assert capsys.readouterr().err == (
+        'error: training stopped: point load_from at the file (on the '
+        'command line: --cfg-options load_from=/path/to.pth resume=True)\n')
+    # Other errors keep their traceback, unless the caller says they are
+    # the input's; then the line says how to see the traceback.
+    with pytest.raises(KeyError):
+        with report_user_errors():
+            raise KeyError('x')
+    with pytest.raises(SystemExit):
+        with report_user_errors('cannot build', exc_types=(KeyError, )):
+            raise KeyError('x')
+    assert capsys.readouterr().err == (
+        "error: cannot build: 'x' (set GCVIT_MM_TRACEBACK=1 for the "
+        'traceback)\n')
+    monkeypatch.setenv('GCVIT_MM_TRACEBACK', '1')
+    with pytest.raises(UserError):
+        with report_user_errors():
+            raise UserError('x')

@@ -8,14 +8,11 @@
 # toy job the attention is still almost uniform (0.93-1.0).
 import argparse
 import math
-import os.path as osp
-import sys
 from collections import defaultdict
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import fail, load_config, scope_of  # noqa: E402
+from gcvit_mm.utils import fail, load_config, report_user_errors, scope_of
 
 
 def normalized_entropy(probs: torch.Tensor) -> float:
@@ -55,8 +52,10 @@ def main(argv=None):
                         help='validation images to run (default 8)')
     args = parser.parse_args(argv)
 
-    cfg = load_config(args.config, None)
-    if scope_of(cfg) != 'mmdet':
+    with report_user_errors():
+        cfg = load_config(args.config, None)
+        scope = scope_of(cfg)
+    if scope != 'mmdet':
         fail('attention_stats.py runs detection configs (mmdet scope)')
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import DATASETS

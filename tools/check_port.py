@@ -6,33 +6,12 @@ torchrun, which otherwise dies with a 40-line traceback (EADDRINUSE).
 
 Only the node with NODE_RANK 0 listens on PORT (torchrun's TCP store); the
 other nodes connect to MASTER_ADDR:PORT, so the scripts run this on node 0
-only. It prints the line itself instead of using common.fail: importing
-tools/common.py loads torch, seconds before every launch.
+only.
 """
-import errno
-import socket
 import sys
 
-
-def port_problem(port: int):
-    """Why this machine cannot listen on ``port``, or None."""
-    # Bound as torchrun's store binds it: on every interface, with
-    # SO_REUSEADDR (so a port left in TIME_WAIT by the last job is free).
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(('', port))
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                return 'is already in use on this machine (another job?)'
-            return f'cannot be listened on ({e.strerror})'
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('', 0))
-        return sock.getsockname()[1]
+from gcvit_mm.utils import fail
+from gcvit_mm.utils.ports import free_port, port_problem
 
 
 def main(argv) -> int:
@@ -44,10 +23,8 @@ def main(argv) -> int:
     if problem is None:
         return 0
     every_node = ' (the same PORT on every node)' if nnodes != '1' else ''
-    print(f'error: PORT={value} {problem}; set a free port{every_node}, '
-          f'e.g. PORT={free_port()} bash {script} ...', file=sys.stderr,
-          flush=True)
-    return 1
+    fail(f'PORT={value} {problem}; set a free port{every_node}, e.g. '
+         f'PORT={free_port()} bash {script} ...')
 
 
 if __name__ == '__main__':

@@ -14,7 +14,6 @@
 #     module-hook counter, which the paper used, never saw them.
 import argparse
 import os.path as osp
-import sys
 import warnings
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -23,9 +22,9 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.model import revert_sync_batchnorm  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import UserError, fail, load_config, scope_of  # noqa: E402
-from input_checks import check_backbones  # noqa: E402
+from gcvit_mm.engine.checks import check_backbones  # noqa: E402
+from gcvit_mm.utils import (load_config, report_user_errors,  # noqa: E402
+                            scope_of)
 
 # (params M, GFLOPs at 1280x800) from the paper's COCO table.
 PAPER = {
@@ -186,12 +185,10 @@ def count(cfg, shape):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
+    with report_user_errors():
         cfg = load_config(args.config, args.cfg_options)
         init_default_scope(scope_of(cfg))
         check_backbones(cfg)
-    except UserError as e:
-        fail(str(e))
     h, w = args.shape
     params, flops_attn, flops_no_attn, what = count(cfg, (h, w))
 

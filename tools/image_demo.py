@@ -3,13 +3,12 @@
 #   python tools/image_demo.py IMG CONFIG CHECKPOINT --out-file out.png
 import argparse
 import os.path as osp
-import sys
 import warnings
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import (UserError, check_checkpoint_file, fail,  # noqa: E402
-                    one_line, user_errors)
+from gcvit_mm.engine.checks import check_checkpoint_file  # noqa: E402
+from gcvit_mm.utils import (UserError, one_line,  # noqa: E402
+                            report_user_errors)
 
 
 def parse_args(argv=None):
@@ -45,21 +44,20 @@ def read_image(path: str):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
+    with report_user_errors():
         if not osp.isfile(args.img):
             raise UserError(f'image not found: {args.img!r}')
         img = read_image(args.img)
         if not osp.isfile(args.config):
             raise UserError(f'config file not found: {args.config!r}')
         check_checkpoint_file(args.checkpoint, 'checkpoint')
-    except UserError as e:
-        fail(str(e))
 
     import mmcv
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import VISUALIZERS
 
-    with user_errors(f'cannot build the detector from {args.config}'):
+    with report_user_errors(f'cannot build the detector from {args.config}',
+                            exc_types=(Exception, )):
         # imports the config's custom_imports (gcvit_mm), reverts SyncBN,
         # ignores init_cfg and takes class names from the checkpoint
         model = init_detector(args.config, args.checkpoint,

@@ -2,7 +2,8 @@
 # Install the gcvit_mm stack into the current python (or $PYTHON):
 #   torch (kept if present, any version 2.0 to 2.14, else torch==2.13.0),
 #   mmengine 0.10.7, mmcv 2.1.0 with compiled ops, mmdet 3.3.0,
-#   mmsegmentation 1.2.2, pycocotools, ftfy, regex, psutil, pytest, vermin, setuptools<81,
+#   mmsegmentation 1.2.2, pycocotools, ftfy, regex, psutil, pytest, vermin, openmim
+#   (without opendatalab), setuptools<81,
 #   numpy<2 with torch < 2.3 (built against numpy 1), and gcvit_mm itself
 #   (editable). Python 3.8 to 3.12.
 #
@@ -270,8 +271,17 @@ fi
 printf 'mmcv==%s\nmmengine==0.10.7\n' "$MMCV_VERSION" >> "$CONSTRAINTS"
 
 # ---------------------------------------------------------------- 5. mmdet, mmseg, extras
-step "mmdet 3.3.0, mmsegmentation 1.2.2, pycocotools, ftfy, regex, psutil, pytest, vermin"
+step "mmdet 3.3.0, mmsegmentation 1.2.2, pycocotools, ftfy, regex, psutil, pytest, vermin, openmim"
 ensure "mmdet==3.3.0" "mmsegmentation==1.2.2" pycocotools ftfy regex psutil pytest vermin
+# openmim (`mim train gcvit_mm`) without its declared dependency opendatalab,
+# which pulls openxlab and its pins (setuptools 60.2, older requests, rich,
+# tqdm): mim runs with the packages it imports (pip says opendatalab is
+# missing; only mim's dataset download needs it).
+ensure click colorama model-index pandas requests rich tabulate
+if [ -n "$(missing openmim)" ]; then
+    log "  installing: openmim (--no-deps)"
+    pip_install --no-deps openmim
+fi
 
 # ---------------------------------------------------------------- 6. gcvit_mm
 step "gcvit_mm (editable, from $REPO_DIR)"

@@ -1,26 +1,19 @@
 # Test (and evaluate) a detector or a segmentor: mmdet's / mmseg's
-# tools/test.py (same flags), the registry scope taken from the config, with
-# the CPU fallbacks and one-line input errors of tools/train.py.
+# tools/test.py (same flags), with gcvit_mm imported first and its
+# InputCheckRunner as the default runner type, as tools/train.py. The runner
+# refuses a checkpoint that does not cover the model (RequireFullCheckpoint).
 import argparse
 import os
-import os.path as osp
-import sys
 import warnings
 
 # mmengine imports pkg_resources (deprecated in setuptools >= 67): noise.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 from mmengine.config import DictAction  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import (CHECKPOINT_FUNCS, RequireFullCheckpoint,  # noqa: E402
-                    UserError, adapt_to_device, check_checkpoint_file,
-                    check_data_paths, fail, load_config, scope_of,
-                    start_cpu_process_group, user_errors)
-from input_checks import (UnreadableImageError,  # noqa: E402
-                          check_annotation_files, check_backbones,
-                          report_unreadable_images)
+from gcvit_mm.engine.checks import check_data_of_run  # noqa: E402
+from gcvit_mm.engine.runner import build_runner, set_work_dir  # noqa: E402
+from gcvit_mm.utils import (UserError, load_config,  # noqa: E402
+                            report_user_errors, scope_of)
 
 
 def parse_args(argv=None):
@@ -93,11 +86,7 @@ def build_cfg(args):
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     scope = scope_of(cfg)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    set_work_dir(cfg, args.work_dir, args.config)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         trigger_visualization_hook(cfg, args, scope)
@@ -116,44 +105,20 @@ def build_cfg(args):
             cfg.test_evaluator['keep_results'] = True
         elif not args.out.endswith(('.pkl', '.pickle')):
             raise UserError(f'--out must name a .pkl file, got {args.out!r}')
-    adapt_to_device(cfg, args.launcher)
     return cfg
 
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
+    with report_user_errors():
         cfg = build_cfg(args)
-        from mmengine.registry import init_default_scope
-        init_default_scope(scope_of(cfg))
-        check_backbones(cfg)
-        sections = ['test_dataloader', 'test_evaluator']
-        check_data_paths(cfg, sections)
-        check_annotation_files(cfg, sections, args.launcher)
-        check_checkpoint_file(args.checkpoint, 'checkpoint')
-    except UserError as e:
-        fail(str(e))
-    start_cpu_process_group(cfg, args.launcher)
-
-    with user_errors(f'cannot build the runner from {args.config}'):
-        if 'runner_type' not in cfg:
-            runner = Runner.from_cfg(cfg)
-        else:
-            runner = RUNNERS.build(cfg)
-    # A checkpoint that leaves weights at random is refused, not evaluated.
-    runner.register_hook(RequireFullCheckpoint(args.checkpoint))
-
-    if args.out is not None and scope_of(cfg) != 'mmseg':
+        check_data_of_run(cfg, 'test')
+    runner = build_runner(cfg)
+    if args.out is not None and cfg.default_scope != 'mmseg':
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
-
-    report_unreadable_images(runner, cfg, ['test_dataloader'])
-    with user_errors('testing stopped', (UnreadableImageError, )), \
-            user_errors('cannot load a checkpoint',
-                        only_from=CHECKPOINT_FUNCS):
-        metrics = runner.test()
-    return metrics
+    return runner.test()
 
 
 if __name__ == '__main__':

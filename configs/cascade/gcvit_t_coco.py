@@ -13,6 +13,9 @@ custom_imports = dict(imports=['gcvit_mm'], allow_failed_imports=False)
 
 # Never a partial checkpoint; --resume survives a kill mid-save (issue 8).
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+# Input checks and one-line errors for bad input, also under mmdet's and
+# mmseg's own tools/train.py (gcvit_mm.engine.InputCheckRunner).
+runner_type = 'InputCheckRunner'
 
 pretrained = 'https://huggingface.co/nvidia/GCViT/resolve/main/gcvit_1k_tiny.pth.tar'  # noqa
 

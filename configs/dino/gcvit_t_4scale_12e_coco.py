@@ -8,6 +8,9 @@ custom_imports = dict(imports=['gcvit_mm'], allow_failed_imports=False)
 
 # Never a partial checkpoint; --resume survives a kill mid-save (issue 8).
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+# Input checks and one-line errors for bad input, also under mmdet's and
+# mmseg's own tools/train.py (gcvit_mm.engine.InputCheckRunner).
+runner_type = 'InputCheckRunner'
 
 # ImageNet-1K weights, pretrained with windows (7, 7, 14, 7); the relative
 # position tables are resized to window 24 (our dense recipe) on load.

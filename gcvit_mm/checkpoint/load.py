@@ -41,7 +41,11 @@ PRETRAINED_SETTING = 'model.backbone.init_cfg.checkpoint'
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used. The message is one line naming the
-    file, the cause and the fix; tools print it as ``error: ...``."""
+    file, the cause and the fix; tools print it as ``error: ...``.
+    ``settings``: config keys whose value would fix it, each with an
+    example value; a reporter adds their command-line form."""
+
+    settings: Dict[str, str] = {}
 
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
@@ -93,12 +97,13 @@ def _download(url: str, setting: Optional[str]) -> str:
         torch.hub.download_url_to_file(url, cached,
                                        progress=sys.stderr.isatty())
     except (OSError, http.client.HTTPException) as e:
-        fix = (f'point {setting} at the local file: --cfg-options '
-               f'{setting}=/path/to/file.pth' if setting else
+        fix = (f'point {setting} at the local file' if setting else
                'pass its local path instead of the URL')
-        raise CheckpointError(
+        error = CheckpointError(
             f'could not download {url} ({_download_reason(e)}); download it '
-            f'where there is network, then {fix}') from None
+            f'where there is network, then {fix}')
+        error.settings = {setting: '/path/to/file.pth'} if setting else {}
+        raise error from None
     return cached
 
 

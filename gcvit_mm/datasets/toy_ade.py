@@ -18,27 +18,26 @@ size and placement, partly occluding each other, plus pixel noise. Colour alone
 does not separate every class, so a model has to use shape and context too.
 
 Generation is deterministic (``seed``; same files for the same arguments) and
-atomic: the tree is written to a temporary sibling directory and renamed into
-place, so parallel ranks (``torchrun``) that all find it missing do not read
-half-written files; the losers of the race discard their copy. A
-``toy_ade.json`` file records the generator arguments; asking for a different
-configuration of an existing tree is an error rather than a silent mix.
+atomic (:mod:`gcvit_mm.datasets.generated_folder`): parallel ranks
+(``torchrun``) that all find the tree missing never read half-written files.
+A ``toy_ade.json`` file records the generator arguments; asking for a
+different configuration of an existing tree is an error rather than a silent
+mix.
 
 Use it by importing this module (``custom_imports=dict(imports=['gcvit_mm',
 'gcvit_mm.datasets.toy_ade'])``) and ``dataset=dict(type='ToyADE20KDataset',
 data_root=..., data_prefix=..., gen_cfg=dict(...))``.
 """
-import json
 import os
 import os.path as osp
-import shutil
-import tempfile
 from typing import Optional, Tuple
 
 import cv2
 import numpy as np
 from mmseg.datasets import ADE20KDataset
 from mmseg.registry import DATASETS
+
+from .generated_folder import ensure_generated_folder
 
 CLASSES = ('sky', 'floor', 'wall', 'disk', 'box', 'triangle', 'ring')
 PALETTE = [[6, 230, 230], [80, 50, 50], [120, 120, 120], [255, 6, 82],
@@ -181,7 +180,8 @@ def make_toy_ade(root: str,
                  num_train: int = DEFAULT_GEN_CFG['num_train'],
                  num_val: int = DEFAULT_GEN_CFG['num_val'],
                  img_size: Tuple[int, int] = DEFAULT_GEN_CFG['img_size'],
-                 seed: int = DEFAULT_GEN_CFG['seed']) -> str:
+                 seed: int = DEFAULT_GEN_CFG['seed'],
+                 any_settings: bool = False) -> str:
     """Create the dataset under ``root`` unless it is already there.
 
     Args:
@@ -191,44 +191,25 @@ def make_toy_ade(root: str,
         img_size (tuple[int, int]): (height, width) of every image.
             Default: (160, 160).
         seed (int): Seed of the generator. Default: 0.
+        any_settings (bool): Accept a toy set at ``root`` whatever settings
+            it was made with. Default: False.
 
     Returns:
         str: ``root``.
+
+    Raises:
+        UserError: ``root`` exists but is not a toy set, or (unless
+            ``any_settings``) one made with other settings.
     """
     meta = dict(classes=list(CLASSES), num_train=int(num_train),
                 num_val=int(num_val), img_size=[int(s) for s in img_size],
                 seed=int(seed))
-    meta_path = osp.join(root, META_FILE)
-    if not osp.exists(root):
-        parent = osp.dirname(osp.abspath(root))
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix='.' + osp.basename(root) + '.tmp',
-                               dir=parent)
-        try:
-            _write_tree(tmp, meta['num_train'], meta['num_val'],
-                        tuple(meta['img_size']), meta['seed'])
-            with open(osp.join(tmp, META_FILE), 'w') as f:
-                json.dump(meta, f, indent=1)
-            try:
-                os.rename(tmp, root)
-            except OSError:
-                if not osp.exists(meta_path):  # not another rank's tree
-                    raise
-        finally:
-            if osp.exists(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
-    if not osp.exists(meta_path):
-        raise FileExistsError(
-            f'{root} exists but was not made by the toy ADE generator (no '
-            f'{META_FILE}); remove it or choose another data_root')
-    with open(meta_path) as f:
-        found = json.load(f)
-    if found != meta:
-        raise ValueError(
-            f'The toy dataset at {root} was generated with {found}, but '
-            f'{meta} was asked for; remove the directory to regenerate it '
-            f'or use another data_root')
-    return root
+    return ensure_generated_folder(
+        root, meta, META_FILE,
+        lambda folder: _write_tree(folder, meta['num_train'],
+                                   meta['num_val'], tuple(meta['img_size']),
+                                   meta['seed']),
+        'toy ADE20K', any_settings=any_settings)
 
 
 @DATASETS.register_module()
@@ -239,14 +220,15 @@ class ToyADE20KDataset(ADE20KDataset):
     Args:
         gen_cfg (dict, optional): Arguments of :func:`make_toy_ade`
             (num_train, num_val, img_size, seed); the train and the val
-            dataset of a config must use the same. Default: ``None``, the
-            defaults of :func:`make_toy_ade`.
+            dataset of a config must use the same. Default: ``None``, any
+            toy set found at ``data_root``, or the defaults of
+            :func:`make_toy_ade` when there is none.
         **kwargs: As :class:`mmseg.datasets.ADE20KDataset` (``data_root``
             is required).
     """
     METAINFO = dict(classes=CLASSES, palette=PALETTE)
-    # tools/train.py and tools/test.py skip their "dataset path exists"
-    # check for datasets that create their files on first use.
+    # The input checks skip their "dataset path exists" check for datasets
+    # that create their files on first use.
     generates_missing_data = True
 
     def __init__(self, gen_cfg: Optional[dict] = None, **kwargs) -> None:
@@ -254,5 +236,6 @@ class ToyADE20KDataset(ADE20KDataset):
         if not data_root:
             raise ValueError('ToyADE20KDataset needs a data_root to generate '
                              'the data in')
-        make_toy_ade(data_root, **(gen_cfg or {}))
+        make_toy_ade(data_root, any_settings=gen_cfg is None,
+                     **(gen_cfg or {}))
         super().__init__(**kwargs)

@@ -10,22 +10,22 @@ Layout (COCO style, real JPEG files)::
     <root>/toy_coco.json             (generator version and settings)
 
 :class:`ToyShapesCocoDataset` (an mmdet ``CocoDataset``) creates the files on
-first use when ``data_root`` does not exist yet. Generation writes to a
-temporary folder next to ``data_root`` and renames it into place, so
-concurrent processes (torchrun ranks) never see half a dataset.
+first use when ``data_root`` does not exist yet, atomically (see
+:mod:`gcvit_mm.datasets.generated_folder`: concurrent torchrun ranks never
+see half a dataset, and a set made with other settings is refused).
 
 Command line: ``python -m gcvit_mm.datasets.toy_coco [ROOT]``.
 """
 import json
 import os
 import os.path as osp
-import shutil
 import sys
-import tempfile
 from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
+
+from .generated_folder import ensure_generated_folder
 
 CLASSES = ('circle', 'square', 'triangle')
 PALETTE = [(220, 20, 60), (0, 130, 200), (60, 180, 75)]
@@ -33,6 +33,7 @@ VERSION = 1
 DEFAULTS = dict(num_train=400, num_val=50, img_size=128, min_shapes=1,
                 max_shapes=4, min_side=20, max_side=60, seed=0)
 DEFAULT_ROOT_ENV = 'GCVIT_MM_DATA'
+META_FILE = 'toy_coco.json'  # the generator's version and settings
 
 
 def default_root() -> str:
@@ -149,49 +150,32 @@ def _write_split(root: str, split: str, num: int, seed: int,
         json.dump(coco, f)
 
 
-def is_complete(root: str) -> bool:
-    return osp.isfile(osp.join(root, 'toy_coco.json'))
+def ensure_toy_coco(root: Optional[str] = None,
+                    any_settings: bool = False, **settings) -> str:
+    """Generate the toy set at ``root`` (default :func:`default_root`)
+    unless it is there already, made with the same ``settings`` (keys of
+    :data:`DEFAULTS`; any settings with ``any_settings``). Returns ``root``.
 
-
-def generate(root: str, **settings) -> str:
-    """Write the dataset to ``root`` (which must not exist) atomically."""
+    Raises:
+        UserError: ``root`` exists but is not a toy set, or one made with
+            other settings.
+    """
+    unknown = sorted(set(settings) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(f'unknown toy COCO settings {unknown}; the settings '
+                        f'are {sorted(DEFAULTS)}')
     settings = {**DEFAULTS, **settings}
-    parent = osp.dirname(osp.abspath(root))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.toy_coco-', dir=parent)
-    try:
-        os.makedirs(osp.join(tmp, 'annotations'))
-        _write_split(tmp, 'train', settings['num_train'], settings['seed'],
-                     settings)
-        _write_split(tmp, 'val', settings['num_val'], settings['seed'],
-                     settings)
-        with open(osp.join(tmp, 'toy_coco.json'), 'w') as f:
-            json.dump(dict(version=VERSION, classes=CLASSES, **settings), f)
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not is_complete(root):  # not another process's finished copy
-                raise
-    finally:
-        if osp.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
-
-
-def ensure_toy_coco(root: Optional[str] = None, **settings) -> str:
-    """Generate the toy set at ``root`` unless it is already there."""
     root = root or default_root()
-    root = root.rstrip('/') or '/'
-    if is_complete(root):
-        return root
-    if osp.exists(root):
-        raise FileExistsError(
-            f'{root!r} exists but is not a complete toy dataset (no '
-            f'toy_coco.json); remove it and it is regenerated on first use')
-    from mmengine.logging import print_log
-    print_log(f'Generating the toy COCO dataset in {root} (once) ...',
-              logger='current')
-    return generate(root, **settings)
+
+    def write(folder: str) -> None:
+        os.makedirs(osp.join(folder, 'annotations'))
+        for split in ('train', 'val'):
+            _write_split(folder, split, settings[f'num_{split}'],
+                         settings['seed'], settings)
+
+    return ensure_generated_folder(
+        root, dict(version=VERSION, classes=CLASSES, **settings),
+        META_FILE, write, 'toy COCO', any_settings=any_settings)
 
 
 try:  # the dataset class needs mmdet; the generator above does not
@@ -205,15 +189,25 @@ if CocoDataset is not None:
     @DATASETS.register_module()
     class ToyShapesCocoDataset(CocoDataset):
         """mmdet ``CocoDataset`` over the embedded toy set, which is created
-        under ``data_root`` on first use (see the module docstring)."""
+        under ``data_root`` on first use (see the module docstring).
+
+        Args:
+            gen_cfg (dict, optional): Settings of :func:`ensure_toy_coco`
+                (keys of :data:`DEFAULTS`); a set at ``data_root`` made with
+                others is refused. Default: None, any toy set found there,
+                or the defaults when there is none.
+            **kwargs: As :class:`mmdet.datasets.CocoDataset`.
+        """
 
         METAINFO = dict(classes=CLASSES, palette=PALETTE)
-        # tools/train.py and tools/test.py skip their missing-path check.
+        # The input checks skip their missing-path check for it.
         generates_missing_data = True
 
-        def __init__(self, *args, data_root: str = '', **kwargs):
+        def __init__(self, *args, data_root: str = '',
+                     gen_cfg: Optional[dict] = None, **kwargs):
             data_root = data_root or default_root()
-            ensure_toy_coco(data_root)
+            ensure_toy_coco(data_root, any_settings=gen_cfg is None,
+                            **(gen_cfg or {}))
             super().__init__(*args, data_root=data_root, **kwargs)
 
 

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..utils.config import typed_dicts
+
 EXPORT_BORDER = 'pad'
 # Opset 18: the newest that TensorRT 8.6+ and ONNX Runtime >= 1.14 both
 # parse; SDPA exports as MatMul/Softmax there (opset 23 would use the
@@ -50,18 +52,11 @@ def exporter_unavailable() -> Optional[str]:
 def use_export_border(model_cfg: dict) -> int:
     """Set ``border='pad'`` in every GCViT backbone dict of a model config
     (in place); returns how many were set."""
-    count = 0
-    stack = [model_cfg]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if node.get('type') == 'GCViT':
-                node['border'] = EXPORT_BORDER
-                count += 1
-            stack.extend(node.values())
-        elif isinstance(node, (list, tuple)):
-            stack.extend(node)
-    return count
+    backbones = [node for _, node in typed_dicts(model_cfg)
+                 if node['type'] == 'GCViT']
+    for node in backbones:
+        node['border'] = EXPORT_BORDER
+    return len(backbones)
 
 
 def _pool_matrix(size, bins: int, like: torch.Tensor) -> torch.Tensor:

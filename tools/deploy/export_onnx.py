@@ -27,7 +27,6 @@ import argparse
 import copy
 import logging
 import os.path as osp
-import sys
 import time
 import warnings
 
@@ -37,10 +36,10 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from common import (UserError, check_checkpoint_file, fail,  # noqa: E402
-                    load_config, scope_of, user_errors)
-from input_checks import check_backbones  # noqa: E402
+from gcvit_mm.engine.checks import (check_backbones,  # noqa: E402
+                                    check_checkpoint_file)
+from gcvit_mm.utils import (UserError, fail, load_config,  # noqa: E402
+                            report_user_errors, scope_of)
 
 
 def parse_args(argv=None):
@@ -99,7 +98,7 @@ def main(argv=None):
     H, W = args.shape
     dynamic = args.dynamic
     batch = args.batch or (2 if dynamic else 1)
-    try:
+    with report_user_errors():
         if min(H, W) < 32 or batch < 1:
             raise UserError(f'--shape {H} {W} --batch {batch}: GC ViT needs '
                             f'images of 32 px and more, and a batch of 1 or more')
@@ -111,8 +110,6 @@ def main(argv=None):
         init_default_scope(scope_of(cfg))
         check_backbones(cfg)
         check_checkpoint_file(args.checkpoint, 'checkpoint')
-    except UserError as e:
-        fail(str(e))
 
     from mmengine.registry import MODELS
     from mmengine.runner import load_checkpoint
@@ -120,11 +117,13 @@ def main(argv=None):
     # Weights come from CHECKPOINT or are random: no pretrained download.
     backbone_cfg = cfg.model.get('backbone', {})
     backbone_cfg.pop('init_cfg', None)
-    with user_errors(f'cannot build the model of {args.config}'):
+    with report_user_errors(f'cannot build the model of {args.config}',
+                            exc_types=(Exception, )):
         model = MODELS.build(cfg.model)
         model.init_weights()
     if args.checkpoint:
-        with user_errors(f'cannot load checkpoint {args.checkpoint!r}'):
+        with report_user_errors(f'cannot load checkpoint {args.checkpoint!r}',
+                                exc_types=(Exception, )):
             load_checkpoint(model, args.checkpoint, map_location='cpu',
                             strict=True, logger='silent')
     reference = tensor_forward(model).eval()
@@ -156,7 +155,7 @@ def main(argv=None):
                   f'per stage at least (windows {tuple(windows)})')
     t0 = time.perf_counter()
     example = torch.randn(batch, 3, th, tw)
-    with user_errors('ONNX export failed'):
+    with report_user_errors('ONNX export failed', exc_types=(Exception, )):
         names = export_onnx(module, example, args.out, dynamic)
     size_mb = osp.getsize(args.out) / 2**20
     print(f'exported {args.out} ({size_mb:.1f} MiB) in '
@@ -183,7 +182,9 @@ def main(argv=None):
     worst = 0.
     for b, h, w in shapes:
         images = torch.randn(b, 3, h, w)
-        with user_errors(f'ONNX Runtime check at ({b}, 3, {h}, {w}) failed'):
+        with report_user_errors(
+                f'ONNX Runtime check at ({b}, 3, {h}, {w}) failed',
+                exc_types=(Exception, )):
             diff, name = check_with_onnxruntime(reference, session, images, names)
         print(f'check ({b}, 3, {h}, {w}): max |onnxruntime - pytorch| = '
               f'{diff:.2e} ({name})')
