@@ -200,7 +200,7 @@ def test_paper_detector_unconverted_is_refused_naming_the_converter(
     assert len(errors) == 1 and errors[0].startswith('error: '), errors
     assert (f"checkpoint '{src}' holds a GC ViT backbone in the paper's "
             f'layout; convert it first: python tools/convert_checkpoint.py '
-            f'{src} converted.pth, then test converted.pth') in errors[0]
+            f'{src} converted.pth, then use converted.pth') in errors[0]
     assert 'coco/bbox_mAP' not in result.stdout
 
 

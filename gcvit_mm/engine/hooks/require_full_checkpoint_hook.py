@@ -4,6 +4,7 @@ from typing import Optional
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from ...checkpoint import foreign_backbone_format
 from ...utils.user_errors import UserError
 from ..checks import weights_not_covered
 
@@ -38,6 +39,15 @@ class RequireFullCheckpoint(Hook):
             runner.model, checkpoint)
         path = runner.cfg.get('load_from') or 'the loaded checkpoint'
         self.problem = None
+        fmt = foreign_backbone_format(checkpoint.get('state_dict', checkpoint))
+        if fmt:  # e.g. a detector trained with the paper's code
+            self.problem = (
+                f"checkpoint {path!r} holds a GC ViT backbone in the {fmt}'s "
+                f'layout; convert it first: python tools/convert_checkpoint.py '
+                f'{path} converted.pth, then use converted.pth')
+            if runner.cfg.get('resume'):
+                raise UserError(self.problem)
+            return
         for keys, problem in ((missing, 'lacks'),
                               (other_shape, 'has another shape for')):
             if keys:
